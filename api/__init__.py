@@ -1,0 +1,1 @@
+"""The HTTP API. Routes are thin: validate, authorize, call a service."""

@@ -1,0 +1,92 @@
+"""Dependencies for routes, as `Annotated` aliases (`SessionDep`, `CurrentUser`, ...)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.resources import Resources
+from core.config import Settings
+from core.errors import AuthError
+from core.logging import current_request_context
+from core.models import User
+from services.auth.service import AuthService, authenticate_access_token
+from services.common import MAX_PAGE_SIZE
+from services.projects.service import ProjectService
+from services.users.service import UserService
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+def get_settings(resources: ResourcesDep) -> Settings:
+    return resources.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
+    async with resources.session_factory() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def get_client_ip(request: Request) -> str:
+    """The peer address. Behind a proxy, uvicorn rewrites it from X-Forwarded-For for the
+    addresses listed in FORWARDED_ALLOW_IPS (and only those)."""
+    return request.client.host if request.client else "unknown"
+
+
+ClientIP = Annotated[str, Depends(get_client_ip)]
+
+# Declares the bearer scheme in OpenAPI, so the "Authorize" button of /docs works.
+_bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+async def get_current_user(
+    session: SessionDep, settings: SettingsDep, token: Annotated[str | None, Depends(_bearer)]
+) -> User:
+    if not token:
+        raise AuthError("Not authenticated: send 'Authorization: Bearer <access token>'")
+    user = await authenticate_access_token(session, settings, token)
+    context = current_request_context()
+    if context is not None:
+        context.user_id = str(user.id)
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_auth_service(session: SessionDep, resources: ResourcesDep) -> AuthService:
+    return AuthService(
+        session, resources.settings, resources.password_hasher, resources.rate_limiter
+    )
+
+
+def get_user_service(session: SessionDep, resources: ResourcesDep) -> UserService:
+    return UserService(session, resources.password_hasher)
+
+
+def get_project_service(session: SessionDep) -> ProjectService:
+    return ProjectService(session)
+
+
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+UserServiceDep = Annotated[UserService, Depends(get_user_service)]
+ProjectServiceDep = Annotated[ProjectService, Depends(get_project_service)]
+
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")]
+Offset = Annotated[int, Query(ge=0, description="Items to skip")]

@@ -1,0 +1,86 @@
+"""Every error leaves the API as `{"error": {"code", "message", "details"}}`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.errors import AppError, ErrorCode, error_body
+
+_HTTP_STATUS_CODES = {
+    401: ErrorCode.AUTH_ERROR,
+    403: ErrorCode.AUTH_ERROR,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    422: ErrorCode.VALIDATION_ERROR,
+    429: ErrorCode.RATE_LIMIT,
+}
+_HTTP_MESSAGES = {404: "Not found", 405: "Method not allowed"}
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(code, message, details), status_code, headers=dict(headers or {})
+    )
+
+
+async def app_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_STATUS_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR)
+    message = _HTTP_MESSAGES.get(exc.status_code) or str(exc.detail)
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+async def validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Never echo the submitted values: they may be passwords.
+    fields = [
+        {
+            "field": ".".join(str(part) for part in error["loc"][1:]) or str(error["loc"][0]),
+            "location": str(error["loc"][0]) if error["loc"] else "body",
+            "message": error["msg"],
+            "type": error["type"],
+        }
+        for error in exc.errors()
+    ]
+    return error_response(
+        422, ErrorCode.VALIDATION_ERROR, "Request validation failed", {"fields": fields}
+    )
+
+
+async def internal_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The last resort (outside the request middleware, which has already logged `exc`)."""
+    request_id = getattr(request.state, "request_id", None)
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return error_response(
+        500,
+        ErrorCode.INTERNAL_ERROR,
+        "Internal server error",
+        {"request_id": request_id},
+        headers=headers,
+    )
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, app_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(Exception, internal_error_handler)

@@ -1,0 +1,51 @@
+"""Long-lived clients the API opens at start-up and closes at shutdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from core.config import Settings
+from core.db import create_engine, create_session_factory
+from core.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from core.redis import create_redis
+from core.security import PasswordHasher
+from core.temporal import connect_temporal
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    engine: AsyncEngine
+    session_factory: async_sessionmaker[AsyncSession]
+    redis: Redis | None
+    rate_limiter: RateLimiter
+    password_hasher: PasswordHasher
+    temporal: Client
+
+
+async def open_resources(settings: Settings) -> Resources:
+    engine = create_engine(settings)
+    redis = create_redis(settings) if settings.rate_limit_backend == "redis" else None
+    limiter: RateLimiter = (
+        RedisRateLimiter(redis, settings.redis_key_prefix) if redis else MemoryRateLimiter()
+    )
+    return Resources(
+        settings=settings,
+        engine=engine,
+        session_factory=create_session_factory(engine),
+        redis=redis,
+        rate_limiter=limiter,
+        password_hasher=PasswordHasher(settings.password_hash_concurrency),
+        temporal=await connect_temporal(settings),
+    )
+
+
+async def close_resources(resources: Resources) -> None:
+    resources.password_hasher.close()
+    if resources.redis is not None:
+        await resources.redis.aclose()
+    await resources.engine.dispose()

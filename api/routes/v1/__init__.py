@@ -1,0 +1,8 @@
+from fastapi import APIRouter
+
+from api.routes.v1 import auth, projects, users
+
+router = APIRouter(prefix="/api/v1")
+router.include_router(auth.router)
+router.include_router(users.router)
+router.include_router(projects.router)

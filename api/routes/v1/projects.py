@@ -1,0 +1,49 @@
+import uuid
+
+from fastapi import APIRouter, Response
+
+from api.deps import CurrentUser, Limit, Offset, ProjectServiceDep
+from services.common import DEFAULT_PAGE_SIZE, Page
+from services.projects.schemas import ProjectCreate, ProjectRead, ProjectUpdate
+
+router = APIRouter(prefix="/projects", tags=["projects"])
+
+
+@router.post("", status_code=201)
+async def create_project(
+    body: ProjectCreate, user: CurrentUser, projects: ProjectServiceDep
+) -> ProjectRead:
+    return ProjectRead.model_validate(await projects.create(user, body))
+
+
+@router.get("")
+async def list_projects(
+    user: CurrentUser,
+    projects: ProjectServiceDep,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    offset: Offset = 0,
+) -> Page[ProjectRead]:
+    """Your projects, newest first."""
+    return await projects.list(user, limit=limit, offset=offset)
+
+
+@router.get("/{project_id}")
+async def read_project(
+    project_id: uuid.UUID, user: CurrentUser, projects: ProjectServiceDep
+) -> ProjectRead:
+    return ProjectRead.model_validate(await projects.get(user, project_id))
+
+
+@router.patch("/{project_id}")
+async def update_project(
+    project_id: uuid.UUID, body: ProjectUpdate, user: CurrentUser, projects: ProjectServiceDep
+) -> ProjectRead:
+    return ProjectRead.model_validate(await projects.update(user, project_id, body))
+
+
+@router.delete("/{project_id}", status_code=204)
+async def delete_project(
+    project_id: uuid.UUID, user: CurrentUser, projects: ProjectServiceDep
+) -> Response:
+    await projects.delete(user, project_id)
+    return Response(status_code=204)

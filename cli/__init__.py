@@ -1,0 +1,1 @@
+"""The `hivesync` command line: the service's entry points."""

@@ -1,0 +1,96 @@
+"""`hivesync` subcommands. Each loads settings first and exits with a clear message when the
+configuration is unusable (e.g. production without a strong JWT_SECRET)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+
+from core.config import Settings, load_settings
+
+app = typer.Typer(help="HiveSync backend", no_args_is_help=True, add_completion=False)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.secho(f"hivesync: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            error["msg"].removeprefix("Value error, ")
+            if not error["loc"]
+            else f"{str(error['loc'][0]).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        _fail(f"configuration error: {problems}")
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Bind address (default: HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: PORT)")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
+) -> None:
+    """Serve the HTTP API with uvicorn."""
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        log_config=None,  # the app configures JSON logging
+        access_log=False,  # the request middleware writes the access log
+        server_header=False,
+    )
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+    downgrade: Annotated[bool, typer.Option("--downgrade", help="Revert down to REVISION")] = False,
+) -> None:
+    """Apply the database migrations (or revert them with --downgrade)."""
+    from migrations import runner
+
+    settings = _settings()
+    if downgrade:
+        runner.downgrade(settings.sqlalchemy_url, revision)
+    else:
+        runner.upgrade(settings.sqlalchemy_url, revision)
+    typer.echo(f"database at revision {revision}")
+
+
+@app.command()
+def dev(
+    api_port: Annotated[int | None, typer.Option(help="API port (default: PORT)")] = None,
+    temporal_port: Annotated[int, typer.Option(help="Temporal frontend port")] = 7233,
+    temporal_ui_port: Annotated[int, typer.Option(help="Temporal web UI port")] = 8233,
+    data_dir: Annotated[Path, typer.Option(help="Local state (SQLite, Temporal)")] = Path(".data"),
+) -> None:
+    """Run everything locally: migrations, a Temporal dev server with its UI, and the API.
+    Uses Postgres and Redis when reachable, else SQLite and an in-process rate limiter."""
+    from cli.devstack import DevStack
+
+    settings = _settings()
+    if settings.is_production:
+        _fail("`hivesync dev` is for development; unset ENVIRONMENT=production")
+    stack = DevStack(
+        settings,
+        data_dir=data_dir.resolve(),
+        api_port=api_port or settings.port,
+        temporal_port=temporal_port,
+        temporal_ui_port=temporal_ui_port,
+    )
+    raise typer.Exit(code=stack.run())

@@ -1,0 +1,1 @@
+"""Infrastructure shared by the API, the services and the Temporal workers."""

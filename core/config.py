@@ -1,0 +1,216 @@
+"""All configuration of the service, in one pydantic-settings class.
+
+Values come, highest priority first, from keyword arguments, the environment, a `.env` file and
+Docker secrets (one file per variable in `/run/secrets`, or the directory named by SECRETS_DIR).
+Field names are the lower-case forms of the documented variables (`JWT_SECRET` -> `jwt_secret`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "test", "production"]
+
+MIN_JWT_SECRET_BYTES = 32
+DEFAULT_SECRETS_DIR = "/run/secrets"
+# Values that appear in .env.example and documentation: never acceptable in production.
+PLACEHOLDER_SECRETS = frozenset(
+    {"change-me", "changeme", "secret", "dev-secret", "change-me-to-a-random-64-char-string"}
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        # `VAR=` (as in .env.example) means "use the default", not "the empty string".
+        env_ignore_empty=True,
+    )
+
+    environment: Environment = "development"
+    service_name: str = "hivesync-api"
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    base_url: str = "http://127.0.0.1:8000"
+    forwarded_allow_ips: str = "127.0.0.1"
+    max_request_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+
+    # Access tokens (JWT HS256)
+    jwt_secret: SecretStr | None = None
+    jwt_issuer: str = "hivesync"
+    jwt_audience: str = "hivesync-api"
+    access_token_expire_minutes: Annotated[int, Field(ge=1, le=60 * 24 * 30)] = 60 * 24
+
+    # Database: DATABASE_URL wins over the POSTGRES_* parts.
+    database_url: str | None = None
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5432
+    postgres_user: str = "postgres"
+    postgres_password: SecretStr = SecretStr("")
+    postgres_db: str = "hivesync"
+    db_pool_size: Annotated[int, Field(ge=1)] = 10
+    db_max_overflow: Annotated[int, Field(ge=0)] = 10
+    db_connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+
+    # Redis: REDIS_URL wins over the REDIS_* parts.
+    redis_url: str | None = None
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_password: SecretStr | None = None
+    redis_db: Annotated[int, Field(ge=0)] = 0
+    redis_key_prefix: str = "hivesync:"
+
+    # Rate limits. "memory" keeps counters in the process: only for a single-process dev run.
+    rate_limit_backend: Literal["redis", "memory"] = "redis"
+    login_rate_limit_per_user: Annotated[int, Field(ge=1)] = 5
+    login_rate_limit_per_ip: Annotated[int, Field(ge=1)] = 20
+    login_rate_limit_window_s: Annotated[int, Field(ge=1)] = 60
+    register_rate_limit_per_ip: Annotated[int, Field(ge=1)] = 10
+    register_rate_limit_window_s: Annotated[int, Field(ge=1)] = 3600
+
+    # bcrypt runs in its own small thread pool; None means one thread per CPU core.
+    password_hash_concurrency: Annotated[int, Field(ge=1)] | None = None
+
+    # Email
+    email_provider: Literal["console", "resend"] = "console"
+    resend_api_key: SecretStr | None = None
+
+    # AI engine
+    openai_api_key: SecretStr | None = None
+    local_ai_model_path: str | None = None
+    local_ai_enabled: bool = True
+
+    # Preview builds
+    preview_max_timeout_ms: Annotated[int, Field(ge=1000)] = 120_000
+
+    # Object storage (Cloudflare R2, S3 or MinIO)
+    r2_endpoint: str | None = None
+    r2_bucket: str = "hivesync-previews"
+    r2_access_key: SecretStr | None = None
+    r2_secret_key: SecretStr | None = None
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+
+    # Logging
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_to_file: bool = True
+    log_dir: Path = Path("logs")
+    log_file_max_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
+    log_file_backups: Annotated[int, Field(ge=0)] = 5
+
+    # Set when no JWT_SECRET was configured outside production and one was generated.
+    jwt_secret_generated: bool = Field(default=False, exclude=True)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_jwt_secret(self) -> Settings:
+        if self.environment == "production":
+            problem = jwt_secret_problem(self.jwt_secret)
+            if problem:
+                raise ValueError(f"JWT_SECRET {problem}; production refuses to start without it")
+        elif self.jwt_secret is None:
+            self.jwt_secret = SecretStr(secrets.token_urlsafe(48))
+            self.jwt_secret_generated = True
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """Async SQLAlchemy URL (psycopg 3 for Postgres, aiosqlite for SQLite)."""
+        if self.database_url:
+            return to_async_database_url(self.database_url)
+        password = self.postgres_password.get_secret_value()
+        credentials = quote(self.postgres_user, safe="")
+        if password:
+            credentials += ":" + quote(password, safe="")
+        return (
+            f"postgresql+psycopg://{credentials}@{self.postgres_host}:{self.postgres_port}"
+            f"/{quote(self.postgres_db, safe='')}"
+        )
+
+    @property
+    def redis_dsn(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        auth = ""
+        if self.redis_password is not None:
+            auth = ":" + quote(self.redis_password.get_secret_value(), safe="") + "@"
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    @property
+    def jwt_secret_bytes(self) -> bytes:
+        assert self.jwt_secret is not None  # set by the validator
+        return self.jwt_secret.get_secret_value().encode()
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, so that log redaction can mask them wherever they appear."""
+        values = [
+            field.get_secret_value()
+            for field in (
+                self.jwt_secret,
+                self.postgres_password,
+                self.redis_password,
+                self.resend_api_key,
+                self.openai_api_key,
+                self.r2_access_key,
+                self.r2_secret_key,
+            )
+            if field is not None
+        ]
+        return [value for value in values if len(value) >= 6]
+
+
+def jwt_secret_problem(secret: SecretStr | None) -> str | None:
+    """Why a JWT secret is unfit for production, or None when it is fine."""
+    if secret is None or not secret.get_secret_value():
+        return "is missing"
+    value = secret.get_secret_value()
+    if value.strip().lower() in PLACEHOLDER_SECRETS:
+        return "is a default/example value"
+    if len(value.encode()) < MIN_JWT_SECRET_BYTES:
+        return f"is shorter than {MIN_JWT_SECRET_BYTES} bytes"
+    return None
+
+
+def to_async_database_url(url: str) -> str:
+    """Accept the URL forms operators paste (postgres://, postgresql://, sqlite:///...)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    return url
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, reading Docker secrets only when the secrets directory exists."""
+    secrets_dir = os.environ.get("SECRETS_DIR", DEFAULT_SECRETS_DIR)
+    if Path(secrets_dir).is_dir():
+        overrides.setdefault("_secrets_dir", secrets_dir)
+    return Settings(**overrides)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,103 @@
+"""Errors that services raise and the API renders as
+`{"error": {"code": ..., "message": ..., "details": {...}}}`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, ClassVar
+
+
+class ErrorCode(StrEnum):
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    AUTH_ERROR = "AUTH_ERROR"
+    NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    CONFLICT = "CONFLICT"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    RATE_LIMIT = "RATE_LIMIT"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    HTTP_ERROR = "HTTP_ERROR"
+
+
+class AppError(Exception):
+    """Base of every error with a documented code. `message` is safe to show to clients."""
+
+    status_code: ClassVar[int] = 500
+    default_code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_ERROR
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.details = details or {}
+        self.headers = headers or {}
+
+
+class ValidationFailed(AppError):
+    status_code = 422
+    default_code = ErrorCode.VALIDATION_ERROR
+
+    @classmethod
+    def for_field(cls, field: str, message: str) -> ValidationFailed:
+        return cls(message, details={"fields": [{"field": field, "message": message}]})
+
+
+class AuthError(AppError):
+    status_code = 401
+    default_code = ErrorCode.AUTH_ERROR
+
+    def __init__(self, message: str = "Not authenticated", **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(message, **kwargs)
+
+
+class PermissionDenied(AppError):
+    """Authenticated, but this credential may not do that (e.g. wrong current password)."""
+
+    status_code = 403
+    default_code = ErrorCode.AUTH_ERROR
+
+
+class NotFound(AppError):
+    status_code = 404
+    default_code = ErrorCode.NOT_FOUND
+
+
+class Conflict(AppError):
+    status_code = 409
+    default_code = ErrorCode.CONFLICT
+
+
+class PayloadTooLarge(AppError):
+    status_code = 413
+    default_code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class RateLimited(AppError):
+    status_code = 429
+    default_code = ErrorCode.RATE_LIMIT
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(
+            message,
+            details={"retry_after": retry_after_s},
+            headers={"Retry-After": str(retry_after_s)},
+        )
+        self.retry_after_s = retry_after_s
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    default_code = ErrorCode.SERVICE_UNAVAILABLE
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}

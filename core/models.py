@@ -1,0 +1,95 @@
+"""SQLModel tables. The Alembic migrations in `migrations/` are the authority on the schema;
+these classes mirror them for queries (a test checks that the two agree)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from core.clock import utc_now
+from core.db import JSONType, UTCDateTime
+
+DEFAULT_ROLES = ("user",)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+    __table_args__ = (sa.UniqueConstraint("email", name="uq_users_email"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    email: str = Field(max_length=254)
+    username: str = Field(max_length=32)
+    password_hash: str = Field(max_length=100)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, nullable=False)
+    last_login: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    preferences: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    roles: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ROLES), sa_type=JSONType, nullable=False
+    )
+
+
+# Usernames keep the case they were registered with but are unique ignoring it; emails are
+# stored lower-cased, so a plain unique index suffices for them. On Postgres the operator class
+# lets the same index serve the username-prefix search (LIKE 'ab%') in any collation.
+sa.Index(
+    "uq_users_username_lower",
+    sa.func.lower(sa.inspect(User).local_table.c.username).label("username_lower"),
+    unique=True,
+    postgresql_ops={"username_lower": "text_pattern_ops"},
+)
+
+
+class Project(SQLModel, table=True):
+    __tablename__ = "projects"
+    __table_args__ = (
+        sa.Index("uq_projects_owner_name_lower", "owner_id", sa.text("lower(name)"), unique=True),
+        sa.Index("ix_projects_owner_created", "owner_id", "created_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE")
+    name: str = Field(max_length=100)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, nullable=False)
+    config: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+
+
+class AIRequest(SQLModel, table=True):
+    """One AI documentation job (filled by the docs workflow)."""
+
+    __tablename__ = "ai_requests"
+    __table_args__ = (sa.Index("ix_ai_requests_project_created", "project_id", "created_at"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    project_id: uuid.UUID = Field(foreign_key="projects.id", ondelete="CASCADE")
+    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    file_path: str = Field(max_length=1024)
+    job_type: str = Field(max_length=32)
+    status: str = Field(max_length=16)
+    provider: str | None = Field(default=None, max_length=64)
+    input_text: str = Field(sa_type=sa.Text)
+    output_text: str | None = Field(default=None, sa_type=sa.Text)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, nullable=False)
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class PreviewLog(SQLModel, table=True):
+    """One preview build (filled by the preview workflow)."""
+
+    __tablename__ = "preview_logs"
+    __table_args__ = (sa.Index("ix_preview_logs_project_timestamp", "project_id", "timestamp"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    project_id: uuid.UUID = Field(foreign_key="projects.id", ondelete="CASCADE")
+    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    timestamp: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, nullable=False)
+    bundle_size: int | None = Field(default=None, sa_type=sa.BigInteger)
+    storage_url: str | None = Field(default=None, max_length=2048)
+    platform: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    duration_ms: int | None = None

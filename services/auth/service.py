@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.clock import utc_now
+from core.config import Settings
+from core.errors import AuthError, RateLimited
+from core.models import User
+from core.ratelimit import Limit, RateLimiter
+from core.security import (
+    InvalidToken,
+    IssuedToken,
+    PasswordHasher,
+    create_access_token,
+    decode_access_token,
+)
+from services.users.repository import UserRepository
+from services.users.schemas import UserCreate
+from services.users.service import UserService
+
+log = logging.getLogger(__name__)
+
+INVALID_CREDENTIALS = "Incorrect username or password"
+INVALID_TOKEN = "Invalid or expired access token"  # noqa: S105 - a message
+
+
+class AuthService:
+    def __init__(
+        self,
+        session: AsyncSession,
+        settings: Settings,
+        hasher: PasswordHasher,
+        limiter: RateLimiter,
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.hasher = hasher
+        self.limiter = limiter
+        self.users = UserRepository(session)
+
+    async def register(self, data: UserCreate, client_ip: str) -> tuple[User, IssuedToken]:
+        decision = await self.limiter.hit(
+            [
+                Limit(
+                    f"register:ip:{client_ip}",
+                    self.settings.register_rate_limit_per_ip,
+                    self.settings.register_rate_limit_window_s,
+                )
+            ]
+        )
+        if not decision.allowed:
+            log.warning("registration rate limited", extra={"client_ip": client_ip})
+            raise RateLimited(
+                "Too many registrations from this address", retry_after_s=decision.retry_after_s
+            )
+        user = await UserService(self.session, self.hasher).create(data)
+        log.info("user registered", extra={"new_user_id": str(user.id)})
+        return user, create_access_token(self.settings, user.id, user.roles)
+
+    async def login(self, login: str, password: str, client_ip: str) -> IssuedToken:
+        """Check credentials under two limits: per client address, and per (address, login
+        name) so that one guessed account cannot lock out the rest of an office behind NAT."""
+        window = self.settings.login_rate_limit_window_s
+        # Hashed so that emails never appear in Redis keys.
+        login_digest = hashlib.sha256(login.strip().lower().encode()).hexdigest()[:32]
+        pair_key = f"login:ip_login:{client_ip}:{login_digest}"
+        decision = await self.limiter.hit(
+            [
+                Limit(f"login:ip:{client_ip}", self.settings.login_rate_limit_per_ip, window),
+                Limit(pair_key, self.settings.login_rate_limit_per_user, window),
+            ]
+        )
+        if not decision.allowed:
+            log.warning("login rate limited", extra={"client_ip": client_ip})
+            raise RateLimited(
+                "Too many login attempts; try again later", retry_after_s=decision.retry_after_s
+            )
+
+        user = await self.users.get_by_login(login)
+        if not await self.hasher.verify(password, user.password_hash if user else None):
+            log.info("login failed", extra={"client_ip": client_ip})
+            raise AuthError(INVALID_CREDENTIALS)
+        assert user is not None  # verify() is False without a user
+        user.last_login = utc_now()
+        await self.session.commit()
+        await self.limiter.reset(pair_key)
+        log.info("login succeeded", extra={"login_user_id": str(user.id)})
+        return create_access_token(self.settings, user.id, user.roles)
+
+
+async def authenticate_access_token(session: AsyncSession, settings: Settings, token: str) -> User:
+    """The user an access token stands for; AuthError for any bad, expired or orphan token."""
+    try:
+        claims = decode_access_token(settings, token)
+    except InvalidToken as exc:
+        log.info("access token rejected: %s", exc)
+        raise AuthError(INVALID_TOKEN) from None
+    user = await UserRepository(session).get(claims.user_id)
+    if user is None:
+        log.info("access token rejected: user no longer exists")
+        raise AuthError(INVALID_TOKEN)
+    return user

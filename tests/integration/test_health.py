@@ -1,0 +1,58 @@
+"""Health routes against the real dependencies, and against dependencies that are down."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from core.config import Settings
+from core.processes import free_port
+from tests.helpers import assert_error
+
+
+def test_process_health(client: TestClient) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "latency_ms": None}
+
+
+@pytest.mark.parametrize("dependency", ["db", "redis"])
+def test_dependency_up(client: TestClient, dependency: str) -> None:
+    response = client.get(f"/health/{dependency}")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["latency_ms"] > 0
+
+
+def test_temporal_up(make_settings: Callable[..., Settings], temporal_address: str) -> None:
+    with TestClient(create_app(make_settings(temporal_address=temporal_address))) as client:
+        response = client.get("/health/temporal")
+    assert response.status_code == 200, response.text
+    assert response.json()["latency_ms"] > 0
+
+
+def test_dependencies_down(make_settings: Callable[..., Settings]) -> None:
+    closed = free_port()
+    settings = make_settings(
+        database_url=f"postgresql+psycopg://postgres@127.0.0.1:{closed}/nothing",
+        redis_url=f"redis://127.0.0.1:{closed}/0",
+        temporal_address=f"127.0.0.1:{closed}",
+        db_connect_timeout_s=1,
+    )
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/health").status_code == 200  # the process itself is fine
+        for dependency, name in (("db", "database"), ("redis", "redis"), ("temporal", "temporal")):
+            response = client.get(f"/health/{dependency}")
+            error = assert_error(response, 503, "SERVICE_UNAVAILABLE")
+            assert error["details"] == {"dependency": name}
+            assert str(closed) not in error["message"]  # no connection strings leak
+
+
+def test_redis_health_without_redis(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings(rate_limit_backend="memory"))) as client:
+        error = assert_error(client.get("/health/redis"), 503, "SERVICE_UNAVAILABLE")
+    assert "in-process" in error["message"]
