@@ -1,4 +1,7 @@
-"""Dependencies for routes, as `Annotated` aliases (`SessionDep`, `CurrentUser`, ...)."""
+"""Dependencies for routes, as `Annotated` aliases (`SessionDep`, `CurrentUser`, ...).
+
+All are `async def`, even those that never await: FastAPI runs a plain `def` dependency in its
+thread pool, and the thread hop costs more than the work."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from services.projects.service import ProjectService
 from services.users.service import UserService
 
 
-def get_resources(request: Request) -> Resources:
+async def get_resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
@@ -28,22 +31,32 @@ def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def get_settings(resources: ResourcesDep) -> Settings:
+async def get_settings(resources: ResourcesDep) -> Settings:
     return resources.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
-    async with resources.session_factory() as session:
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def get_session(request: Request, resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
+    """One session per request. Safe methods (which must not change state) read in autocommit;
+    the others get a transaction that the service commits."""
+    factory = (
+        resources.read_session_factory
+        if request.method in _SAFE_METHODS
+        else resources.session_factory
+    )
+    async with factory() as session:
         yield session
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def get_client_ip(request: Request) -> str:
+async def get_client_ip(request: Request) -> str:
     """The peer address. Behind a proxy, uvicorn rewrites it from X-Forwarded-For for the
     addresses listed in FORWARDED_ALLOW_IPS (and only those)."""
     return request.client.host if request.client else "unknown"
@@ -70,17 +83,17 @@ async def get_current_user(
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def get_auth_service(session: SessionDep, resources: ResourcesDep) -> AuthService:
+async def get_auth_service(session: SessionDep, resources: ResourcesDep) -> AuthService:
     return AuthService(
         session, resources.settings, resources.password_hasher, resources.rate_limiter
     )
 
 
-def get_user_service(session: SessionDep, resources: ResourcesDep) -> UserService:
+async def get_user_service(session: SessionDep, resources: ResourcesDep) -> UserService:
     return UserService(session, resources.password_hasher)
 
 
-def get_project_service(session: SessionDep) -> ProjectService:
+async def get_project_service(session: SessionDep) -> ProjectService:
     return ProjectService(session)
 
 

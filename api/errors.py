@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import AppError, ErrorCode, error_body
+
+log = logging.getLogger(__name__)
 
 _HTTP_STATUS_CODES = {
     401: ErrorCode.AUTH_ERROR,
@@ -66,6 +71,21 @@ async def validation_error_handler(_request: Request, exc: Exception) -> JSONRes
     )
 
 
+async def dependency_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The database or Redis is down or saturated: a 503 the client may retry, not a 500.
+
+    Login fails closed when Redis is down: its rate limit is a security control."""
+    dependency = "redis" if isinstance(exc, RedisError) else "database"
+    log.warning("%s unavailable: %s", dependency, type(exc).__name__, exc_info=exc)
+    return error_response(
+        503,
+        ErrorCode.SERVICE_UNAVAILABLE,
+        f"The {dependency} is unavailable; retry shortly",
+        {"dependency": dependency, "request_id": getattr(request.state, "request_id", None)},
+        headers={"Retry-After": "5"},
+    )
+
+
 async def internal_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """The last resort (outside the request middleware, which has already logged `exc`)."""
     request_id = getattr(request.state, "request_id", None)
@@ -83,4 +103,8 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, app_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    # Pool exhausted, connection refused or lost: the database; any Redis failure: Redis.
+    for unavailable in (sa_exc.TimeoutError, sa_exc.OperationalError, sa_exc.InterfaceError):
+        app.add_exception_handler(unavailable, dependency_error_handler)
+    app.add_exception_handler(RedisError, dependency_error_handler)
     app.add_exception_handler(Exception, internal_error_handler)

@@ -21,6 +21,7 @@ class Resources:
     settings: Settings
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
+    read_session_factory: async_sessionmaker[AsyncSession]
     redis: Redis | None
     rate_limiter: RateLimiter
     password_hasher: PasswordHasher
@@ -37,6 +38,7 @@ async def open_resources(settings: Settings) -> Resources:
         settings=settings,
         engine=engine,
         session_factory=create_session_factory(engine),
+        read_session_factory=create_session_factory(engine, read_only=True),
         redis=redis,
         rate_limiter=limiter,
         password_hasher=PasswordHasher(settings.password_hash_concurrency),

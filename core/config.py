@@ -62,7 +62,12 @@ class Settings(BaseSettings):
     postgres_db: str = "hivesync"
     db_pool_size: Annotated[int, Field(ge=1)] = 10
     db_max_overflow: Annotated[int, Field(ge=0)] = 10
+    # How long a request waits for a pooled connection before failing.
+    db_pool_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     db_connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    # Check each pooled connection before use (one extra round trip per request) so that a
+    # database restart costs no failed requests; off trades that for latency.
+    db_pool_pre_ping: bool = True
 
     # Redis: REDIS_URL wins over the REDIS_* parts.
     redis_url: str | None = None

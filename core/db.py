@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -15,6 +17,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.util.concurrency import await_
+from sqlalchemy.util.queue import AsyncAdaptedQueue, Empty
 
 from core.config import Settings
 
@@ -43,6 +48,55 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class _FifoHandoffQueue(AsyncAdaptedQueue[Any]):
+    """A pool queue that hands a returned connection straight to the longest-waiting task.
+
+    SQLAlchemy's queue wraps `asyncio.Queue`, where a task arriving while others wait can take
+    a connection that was just returned, and the waiter it was meant for goes back to the end
+    of the line. Under sustained load some requests then wait until they time out while the
+    median stays low (sqlalchemy/sqlalchemy#7679). Here nobody overtakes a waiter.
+    """
+
+    def __init__(self, maxsize: int = 0, use_lifo: bool = False) -> None:
+        super().__init__(maxsize, use_lifo)
+        self._waiters: deque[asyncio.Future[Any]] = deque()
+
+    def put_nowait(self, item: Any) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # skip waiters that timed out or were cancelled
+                waiter.set_result(item)
+                return
+        super().put_nowait(item)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        while self._waiters and self._waiters[0].done():
+            self._waiters.popleft()
+        if not self._waiters or not block:
+            try:
+                return self.get_nowait()
+            except Empty:
+                if not block:
+                    raise
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await_(asyncio.wait_for(waiter, timeout))
+        except TimeoutError as exc:
+            raise Empty() from exc
+        except BaseException:
+            # Cancelled just as a connection was handed over: pass it to the next in line.
+            if waiter.done() and not waiter.cancelled():
+                self.put_nowait(waiter.result())
+            raise
+
+
+class FairAsyncQueuePool(AsyncAdaptedQueuePool):
+    """The async queue pool, first come first served (see `_FifoHandoffQueue`)."""
+
+    _queue_class = _FifoHandoffQueue
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.sqlalchemy_url
     if url.startswith("sqlite"):
@@ -51,9 +105,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
         return engine
     return create_async_engine(
         url,
+        poolclass=FairAsyncQueuePool,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
+        pool_timeout=settings.db_pool_timeout_s,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        pool_recycle=1800,
         connect_args={"connect_timeout": max(1, round(settings.db_connect_timeout_s))},
     )
 
@@ -65,14 +122,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    # expire_on_commit=False: objects stay readable after commit, for building responses.
-    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+def create_session_factory(
+    engine: AsyncEngine, *, read_only: bool = False
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions on `engine`. A read-only factory runs each statement in autocommit: no BEGIN and
+    ROLLBACK round trips around requests that only read (it shares the engine's pool).
+
+    expire_on_commit=False keeps objects readable after commit, for building responses."""
+    bind = engine.execution_options(isolation_level="AUTOCOMMIT") if read_only else engine
+    return async_sessionmaker(bind, class_=AsyncSession, expire_on_commit=False)
 
 
-async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    async with factory() as session:
-        yield session
+async def release_connection(session: AsyncSession) -> None:
+    """End the session's transaction so that its pooled connection is free during slow work that
+    needs no database (password hashing). Loaded objects stay usable (expire_on_commit=False);
+    the next query takes a connection again."""
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("release_connection() would commit pending changes")
+    await session.commit()
 
 
 async def paginate(

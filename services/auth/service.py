@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import utc_now
 from core.config import Settings
+from core.db import release_connection
 from core.errors import AuthError, RateLimited
 from core.models import User
 from core.ratelimit import Limit, RateLimiter
@@ -80,6 +81,7 @@ class AuthService:
             )
 
         user = await self.users.get_by_login(login)
+        await release_connection(self.session)  # not held through ~0.2 s of bcrypt
         if not await self.hasher.verify(password, user.password_hash if user else None):
             log.info("login failed", extra={"client_ip": client_ip})
             raise AuthError(INVALID_CREDENTIALS)

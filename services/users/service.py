@@ -5,6 +5,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import release_connection
 from core.errors import Conflict, PermissionDenied, ValidationFailed
 from core.models import User
 from core.security import PasswordHasher
@@ -32,6 +33,7 @@ class UserService:
         taken = await self.users.taken_fields(email=data.email, username=data.username)
         if taken:
             raise conflict_for(taken)
+        await release_connection(self.session)  # not held through ~0.2 s of bcrypt
         user = User(
             email=data.email,
             username=data.username,
@@ -48,19 +50,20 @@ class UserService:
                 raise ValidationFailed.for_field(
                     "current_password", "required to change the password or the email"
                 )
+            await release_connection(self.session)
             if not await self.hasher.verify(data.current_password, user.password_hash):
                 raise PermissionDenied("Current password is incorrect")
-        for field in ("email", "username"):
-            if changes.get(field) is None:
-                changes.pop(field, None)
+        # Explicit nulls change nothing.
+        changes = {field: value for field, value in changes.items() if value is not None}
         taken = await self.users.taken_fields(
             email=changes.get("email"), username=changes.get("username"), excluding=user.id
         )
         if taken:
             raise conflict_for(taken)
-        if changes.get("password") is not None:
-            user.password_hash = await self.hasher.hash(changes.pop("password"))
-        changes.pop("password", None)
+        new_password = changes.pop("password", None)
+        if new_password is not None:
+            await release_connection(self.session)
+            user.password_hash = await self.hasher.hash(new_password)
         for field, value in changes.items():
             setattr(user, field, value)
         await self._commit_unique(user)

@@ -56,3 +56,35 @@ def test_redis_health_without_redis(make_settings: Callable[..., Settings]) -> N
     with TestClient(create_app(make_settings(rate_limit_backend="memory"))) as client:
         error = assert_error(client.get("/health/redis"), 503, "SERVICE_UNAVAILABLE")
     assert "in-process" in error["message"]
+
+
+def test_requests_needing_a_dependency_that_is_down_get_503(
+    make_settings: Callable[..., Settings], client: TestClient
+) -> None:
+    """Not a 500: the client may retry. Login fails closed without its rate limiter."""
+    name = "downcheck"
+    client.post(
+        "/api/v1/auth/register",
+        json={"email": f"{name}@example.com", "username": name, "password": "long enough pw"},
+    )
+    closed = free_port()
+    no_redis = make_settings(redis_url=f"redis://127.0.0.1:{closed}/0")
+    with TestClient(create_app(no_redis)) as down:
+        response = down.post(
+            "/api/v1/auth/login", json={"username": name, "password": "long enough pw"}
+        )
+    error = assert_error(response, 503, "SERVICE_UNAVAILABLE")
+    assert error["details"]["dependency"] == "redis"
+    assert response.headers["Retry-After"] == "5"
+
+    no_database = make_settings(
+        database_url=f"postgresql+psycopg://postgres@127.0.0.1:{closed}/x", db_connect_timeout_s=1
+    )
+    token = client.post(
+        "/api/v1/auth/login", json={"username": name, "password": "long enough pw"}
+    ).json()["access_token"]
+    with TestClient(create_app(no_database)) as down:
+        response = down.get("/api/v1/projects", headers={"Authorization": f"Bearer {token}"})
+    assert assert_error(response, 503, "SERVICE_UNAVAILABLE")["details"]["dependency"] == (
+        "database"
+    )

@@ -1,0 +1,40 @@
+# HiveSync backend. `make dev` runs the whole service locally; `make test` runs every test.
+# Both install what they need (.venv, Python packages) and start what is not running.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: dev test bench lint install services clean
+
+dev: $(INSTALLED)
+	@scripts/ensure-services.sh || echo "dev: continuing without them (SQLite / in-process limiter)"
+	$(BIN)/hivesync dev
+
+test: $(INSTALLED) services
+	$(BIN)/pytest
+
+bench: $(INSTALLED) services
+	@command -v wrk >/dev/null || apt-get install -y -q wrk
+	$(BIN)/python -m bench.api.run
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy core services api cli migrations bench
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+services:
+	@scripts/ensure-services.sh
+
+clean:
+	rm -rf .data logs bench/results .pytest_cache .mypy_cache .ruff_cache

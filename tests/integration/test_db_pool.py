@@ -1,0 +1,144 @@
+"""The connection pool on the real Postgres: first come first served, nothing lost on
+cancellation, and no connection held while a password is hashed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+from api.app import create_app
+from core.config import Settings
+from core.db import FairAsyncQueuePool
+from tests.helpers import PASSWORD, Account
+
+
+async def _wait_for_waiters(engine: AsyncEngine, count: int) -> None:
+    """Yield to the loop until `count` tasks are queued for a connection."""
+    pool = engine.pool
+    assert isinstance(pool, FairAsyncQueuePool)
+    # The pool's waiter list is internal state with no event to wait on: poll it.
+    while len(pool._pool._waiters) < count:  # type: ignore[attr-defined]  # noqa: ASYNC110
+        await asyncio.sleep(0)
+
+
+async def _acquisition_order(engine: AsyncEngine, *, fair: bool) -> list[str]:
+    """A holds the only connection; B, C, D queue; A returns it and asks again at once."""
+    order: list[str] = []
+    holder = await engine.connect()
+    await holder.exec_driver_sql("SELECT 1")
+
+    async def take(name: str) -> None:
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql("SELECT 1")
+            order.append(name)
+
+    tasks = []
+    for index, name in enumerate("BCD", start=1):
+        tasks.append(asyncio.create_task(take(name)))
+        if fair:
+            await _wait_for_waiters(engine, index)
+        else:
+            for _ in range(20):
+                await asyncio.sleep(0)
+    await holder.close()
+    await take("A")
+    await asyncio.gather(*tasks)
+    return order
+
+
+def _engine(database_url: str, poolclass: type, **options: object) -> AsyncEngine:
+    return create_async_engine(
+        database_url, poolclass=poolclass, pool_size=1, max_overflow=0, **options
+    )
+
+
+def test_waiters_are_served_in_arrival_order(database_url: str) -> None:
+    async def scenario() -> list[str]:
+        engine = _engine(database_url, FairAsyncQueuePool)
+        try:
+            return await _acquisition_order(engine, fair=True)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(scenario()) == ["B", "C", "D", "A"]
+
+
+def test_sqlalchemy_stock_pool_lets_a_newcomer_overtake(database_url: str) -> None:
+    """Why the fair pool exists (sqlalchemy/sqlalchemy#7679). If this starts failing, the stock
+    pool became fair and FairAsyncQueuePool can go."""
+
+    async def scenario() -> list[str]:
+        engine = _engine(database_url, AsyncAdaptedQueuePool)
+        try:
+            return await _acquisition_order(engine, fair=False)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(scenario())[0] == "A"
+
+
+def test_a_cancelled_waiter_loses_no_connection(database_url: str) -> None:
+    async def scenario() -> None:
+        engine = _engine(database_url, FairAsyncQueuePool)
+        try:
+            holder = await engine.connect()
+            await holder.exec_driver_sql("SELECT 1")
+
+            async def connect() -> AsyncConnection:
+                return await engine.connect()
+
+            waiter = asyncio.create_task(connect())
+            await _wait_for_waiters(engine, 1)
+            waiter.cancel()
+            await holder.close()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            async with engine.connect() as connection:
+                assert (await connection.execute(sa.text("SELECT 1"))).scalar() == 1
+            assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_a_waiter_times_out(database_url: str) -> None:
+    async def scenario() -> None:
+        engine = _engine(database_url, FairAsyncQueuePool, pool_timeout=0.2)
+        try:
+            async with engine.connect() as holder:
+                await holder.exec_driver_sql("SELECT 1")
+                with pytest.raises(sa.exc.TimeoutError):
+                    await engine.connect()
+            async with engine.connect() as connection:  # the pool still works afterwards
+                await connection.exec_driver_sql("SELECT 1")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_logins_do_not_hold_a_connection_while_hashing(
+    make_settings: Callable[..., Settings], register: Callable[..., Account]
+) -> None:
+    """One pooled connection, a 1 s pool timeout and 8 concurrent logins (~2 s of bcrypt in
+    all): every login succeeds only if none keeps the connection while bcrypt runs."""
+    accounts = [register() for _ in range(8)]
+    settings = make_settings(db_pool_size=1, db_max_overflow=0, db_pool_timeout_s=1)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+
+        def login(account: Account) -> int:
+            return client.post(
+                "/api/v1/auth/login", json={"username": account.username, "password": PASSWORD}
+            ).status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(login, accounts))
+    assert statuses == [200] * 8
