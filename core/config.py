@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     log_file_backups: Annotated[int, Field(ge=0)] = 5
 
     # Set when no JWT_SECRET was configured outside production and one was generated.
-    jwt_secret_generated: bool = Field(default=False, exclude=True)
+    _jwt_secret_generated: bool = PrivateAttr(default=False)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -133,8 +133,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"JWT_SECRET {problem}; production refuses to start without it")
         elif self.jwt_secret is None:
             self.jwt_secret = SecretStr(secrets.token_urlsafe(48))
-            self.jwt_secret_generated = True
+            self._jwt_secret_generated = True
         return self
+
+    @property
+    def jwt_secret_generated(self) -> bool:
+        return self._jwt_secret_generated
 
     @property
     def is_production(self) -> bool:

@@ -18,37 +18,21 @@ import pytest
 from core.config import Settings
 from core.processes import ManagedProcess, free_port
 from core.temporal import dev_server_command
-from migrations import runner
-from tests.helpers import (
-    REDIS_URL,
-    TEST_JWT_SECRET,
-    create_database,
-    delete_redis_keys,
-    drop_database,
-)
+from tests.helpers import REDIS_URL, TEST_JWT_SECRET, delete_redis_keys, temporary_database
 
 
 @pytest.fixture
 def fresh_database() -> Iterator[str]:
     """An empty Postgres database (no migrations), dropped after the test."""
-    name = f"hivesync_test_{uuid.uuid4().hex[:10]}"
-    url = create_database(name)
-    try:
+    with temporary_database(migrated=False) as url:
         yield url
-    finally:
-        drop_database(name)
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """The session's Postgres database, migrated to head."""
-    name = f"hivesync_test_{uuid.uuid4().hex[:10]}"
-    url = create_database(name)
-    try:
-        runner.upgrade(url)
+    with temporary_database(migrated=True) as url:
         yield url
-    finally:
-        drop_database(name)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +14,8 @@ import psycopg
 import redis
 from psycopg import sql
 from sqlalchemy.engine import make_url
+
+from migrations import runner
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -47,6 +51,19 @@ def drop_database(name: str) -> None:
         connection.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+@contextmanager
+def temporary_database(*, migrated: bool) -> Iterator[str]:
+    """A Postgres database of its own (migrated to head, or empty), dropped afterwards."""
+    name = f"hivesync_test_{uuid.uuid4().hex[:10]}"
+    url = create_database(name)
+    try:
+        if migrated:
+            runner.upgrade(url)
+        yield url
+    finally:
+        drop_database(name)
 
 
 def redis_keys(prefix: str) -> list[bytes]:
