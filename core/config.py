@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     r2_bucket: str = "hivesync-previews"
     r2_access_key: SecretStr | None = None
     r2_secret_key: SecretStr | None = None
+    r2_region: str = "auto"
+    # Host that clients download from, when it differs from R2_ENDPOINT (signatures cover it).
+    r2_public_endpoint: str | None = None
+    signed_url_ttl_s: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 600
 
     # Temporal
     temporal_address: str = "127.0.0.1:7233"

@@ -18,6 +18,12 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     HTTP_ERROR = "HTTP_ERROR"
+    PREVIEW_ERROR = "PREVIEW_ERROR"
+    PREVIEW_TIMEOUT = "PREVIEW_TIMEOUT"
+    PREVIEW_BUILD_FAILED = "PREVIEW_BUILD_FAILED"
+    PREVIEW_INVALID_SOURCE = "PREVIEW_INVALID_SOURCE"
+    STORAGE_ERROR = "STORAGE_ERROR"
+    AI_ERROR = "AI_ERROR"
 
 
 class AppError(Exception):
@@ -97,6 +103,20 @@ class RateLimited(AppError):
 class ServiceUnavailable(AppError):
     status_code = 503
     default_code = ErrorCode.SERVICE_UNAVAILABLE
+
+
+class StorageError(AppError):
+    """Object storage refused or could not be reached (after retries where they apply)."""
+
+    status_code = 503
+    default_code = ErrorCode.STORAGE_ERROR
+
+
+class PreviewError(AppError):
+    """A preview build failed; `code` says how (PREVIEW_TIMEOUT, PREVIEW_BUILD_FAILED, ...)."""
+
+    status_code = 422
+    default_code = ErrorCode.PREVIEW_ERROR
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
