@@ -79,17 +79,77 @@ class AIRequest(SQLModel, table=True):
 
 
 class PreviewLog(SQLModel, table=True):
-    """One preview build (filled by the preview workflow)."""
+    """One preview build: identical requests (same project, sources, platform, entry file,
+    environment and toolchain) share the row, its `build_id` and its workflow run."""
 
     __tablename__ = "preview_logs"
-    __table_args__ = (sa.Index("ix_preview_logs_project_timestamp", "project_id", "timestamp"),)
+    __table_args__ = (
+        sa.Index("ix_preview_logs_project_timestamp", "project_id", "timestamp"),
+        sa.UniqueConstraint("build_id", name="uq_preview_logs_build_id"),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    build_id: str = Field(max_length=32)
     project_id: uuid.UUID = Field(foreign_key="projects.id", ondelete="CASCADE")
     user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
     timestamp: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, nullable=False)
-    bundle_size: int | None = Field(default=None, sa_type=sa.BigInteger)
-    storage_url: str | None = Field(default=None, max_length=2048)
+    source_hash: str = Field(max_length=64)
+    entry_file: str = Field(max_length=1024)
+    environment: str = Field(max_length=16)
     platform: str = Field(max_length=16)
     status: str = Field(max_length=16)
+    bundle_size: int | None = Field(default=None, sa_type=sa.BigInteger)
+    storage_url: str | None = Field(default=None, max_length=2048)
     duration_ms: int | None = None
+    error_code: str | None = Field(default=None, max_length=32)
+    error_message: str | None = Field(default=None, sa_type=sa.Text)
+    error_details: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class PreviewSource(SQLModel, table=True):
+    """A project's uploaded source archive, stored content-addressed in object storage."""
+
+    __tablename__ = "preview_sources"
+    __table_args__ = (
+        sa.UniqueConstraint("project_id", "source_hash", name="uq_preview_sources_project_hash"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    project_id: uuid.UUID = Field(foreign_key="projects.id", ondelete="CASCADE")
+    source_hash: str = Field(max_length=64)
+    file_count: int
+    total_bytes: int = Field(sa_type=sa.BigInteger)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, nullable=False)
+
+
+class PreviewShare(SQLModel, table=True):
+    """A build shared with another user, who may then open it."""
+
+    __tablename__ = "preview_shares"
+    __table_args__ = (
+        sa.UniqueConstraint("preview_id", "recipient_id", name="uq_preview_shares_recipient"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    preview_id: uuid.UUID = Field(foreign_key="preview_logs.id", ondelete="CASCADE")
+    recipient_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    shared_by: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE")
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, nullable=False)
+
+
+class Notification(SQLModel, table=True):
+    """A job state change for one user; `id` increases, so clients poll with `after=<id>`."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (sa.Index("ix_notifications_user_id_id", "user_id", "id"),)
+
+    id: int | None = Field(
+        default=None,
+        primary_key=True,
+        sa_type=sa.BigInteger().with_variant(sa.Integer(), "sqlite"),  # SQLite: rowid alias
+    )
+    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE")
+    type: str = Field(max_length=32)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, nullable=False)

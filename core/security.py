@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import os
 import threading
 import uuid
@@ -85,6 +86,7 @@ def _lower_thread_priority() -> None:
 
 class TokenType(StrEnum):
     ACCESS = "access"
+    PREVIEW = "preview"
 
 
 class InvalidToken(Exception):
@@ -161,5 +163,70 @@ def decode_access_token(settings: Settings, token: str) -> AccessTokenClaims:
         user_id=user_id,
         roles=tuple(roles),
         issued_at=datetime.fromtimestamp(int(claims["iat"]), tz=UTC),
+        expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=UTC),
+    )
+
+
+PREVIEW_AUDIENCE = "hivesync-preview"
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewTokenClaims:
+    project_id: uuid.UUID
+    build_id: str
+    expires_at: datetime
+
+
+def _preview_key(settings: Settings) -> bytes:
+    """A key of its own for preview tokens, derived from JWT_SECRET: an access token can never
+    verify as a preview token, nor the reverse, even before the type check."""
+    return hmac.new(settings.jwt_secret_bytes, b"hivesync/preview-token/v1", "sha256").digest()
+
+
+def create_preview_token(
+    settings: Settings,
+    project_id: uuid.UUID,
+    build_id: str,
+    *,
+    ttl: timedelta,
+    now: datetime | None = None,
+) -> IssuedToken:
+    """A stateless token that lets the mobile preview app open one build until it expires."""
+    issued_at = now or utc_now()
+    claims = {
+        "pid": str(project_id),
+        "bid": build_id,
+        "iat": int(issued_at.timestamp()),
+        "exp": int((issued_at + ttl).timestamp()),
+        "typ": TokenType.PREVIEW.value,
+        "iss": settings.jwt_issuer,
+        "aud": PREVIEW_AUDIENCE,
+    }
+    token = jwt.encode(claims, _preview_key(settings), algorithm=JWT_ALGORITHM)
+    return IssuedToken(token=token, expires_in=int(ttl.total_seconds()))
+
+
+def decode_preview_token(settings: Settings, token: str) -> PreviewTokenClaims:
+    try:
+        claims = jwt.decode(
+            token,
+            _preview_key(settings),
+            algorithms=[JWT_ALGORITHM],
+            audience=PREVIEW_AUDIENCE,
+            issuer=settings.jwt_issuer,
+            options={"require_exp": True, "require_iat": True, "require_aud": True},
+        )
+    except JWTError as exc:
+        raise InvalidToken(str(exc)) from exc
+    if claims.get("typ") != TokenType.PREVIEW.value:
+        raise InvalidToken(f"token type {claims.get('typ')!r} is not a preview token")
+    try:
+        project_id = uuid.UUID(str(claims["pid"]))
+        build_id = str(claims["bid"])
+    except (KeyError, ValueError) as exc:
+        raise InvalidToken("preview token without a valid project or build") from exc
+    return PreviewTokenClaims(
+        project_id=project_id,
+        build_id=build_id,
         expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=UTC),
     )

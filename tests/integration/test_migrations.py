@@ -20,7 +20,15 @@ from migrations import runner
 
 T = TypeVar("T")
 
-TABLES = {"users", "projects", "ai_requests", "preview_logs"}
+TABLES = {
+    "users",
+    "projects",
+    "ai_requests",
+    "preview_logs",
+    "preview_sources",
+    "preview_shares",
+    "notifications",
+}
 
 
 def _on_connection(url: str, read: Callable[[sa.Connection], T]) -> T:

@@ -13,7 +13,9 @@ from core.security import (
     InvalidToken,
     PasswordHasher,
     create_access_token,
+    create_preview_token,
     decode_access_token,
+    decode_preview_token,
 )
 
 SETTINGS = Settings(jwt_secret="unit-" + "s" * 40)
@@ -102,3 +104,44 @@ def test_hashing_keeps_the_event_loop_free() -> None:
 
     # Three hashes take ~0.6 s of one core; a blocked loop would not tick at all.
     assert asyncio.run(scenario()) > 10
+
+
+def test_preview_token_round_trip() -> None:
+    project_id = uuid.uuid4()
+    issued = create_preview_token(SETTINGS, project_id, "b" * 32, ttl=timedelta(minutes=10))
+    assert issued.expires_in == 600
+    claims = decode_preview_token(SETTINGS, issued.token)
+    assert (claims.project_id, claims.build_id) == (project_id, "b" * 32)
+
+
+def test_preview_and_access_tokens_cannot_stand_for_each_other() -> None:
+    preview = create_preview_token(SETTINGS, uuid.uuid4(), "b" * 32, ttl=timedelta(minutes=10))
+    access = create_access_token(SETTINGS, uuid.uuid4(), ["user"])
+    with pytest.raises(InvalidToken):
+        decode_access_token(SETTINGS, preview.token)
+    with pytest.raises(InvalidToken):
+        decode_preview_token(SETTINGS, access.token)
+    # Even a token typed "preview" but signed with the access-token key is refused.
+    claims = jwt.get_unverified_claims(preview.token)
+    forged = jwt.encode(claims, SETTINGS.jwt_secret_bytes, "HS256")
+    with pytest.raises(InvalidToken, match="Signature"):
+        decode_preview_token(SETTINGS, forged)
+
+
+def test_expired_or_tampered_preview_token() -> None:
+    expired = create_preview_token(
+        SETTINGS,
+        uuid.uuid4(),
+        "b" * 32,
+        ttl=timedelta(minutes=10),
+        now=utc_now() - timedelta(minutes=11),
+    )
+    with pytest.raises(InvalidToken, match="expired"):
+        decode_preview_token(SETTINGS, expired.token)
+    header, payload, signature = create_preview_token(
+        SETTINGS, uuid.uuid4(), "b" * 32, ttl=timedelta(minutes=10)
+    ).token.split(".")
+    other_build = jwt.get_unverified_claims(f"{header}.{payload}.{signature}") | {"bid": "c" * 32}
+    forged_payload = jwt.encode(other_build, "x", "HS256").split(".")[1]
+    with pytest.raises(InvalidToken):
+        decode_preview_token(SETTINGS, f"{header}.{forged_payload}.{signature}")

@@ -1,0 +1,196 @@
+"""Source validation against hostile inputs: nothing unsafe is accepted, nothing is written
+outside the destination directory."""
+
+from __future__ import annotations
+
+import base64
+import io
+import stat
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from core.errors import PreviewError
+from services.previews.sources import (
+    MAX_FILES,
+    SourceSet,
+    decode_base64,
+    extract_archive,
+    from_archive,
+    from_inline,
+    validate_path,
+)
+
+
+def _zip(entries: dict[str, bytes], *, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def _tar(members: list[tarfile.TarInfo], contents: dict[str, bytes], mode: str = "w:gz") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as archive:  # type: ignore[call-overload]
+        for member in members:
+            data = contents.get(member.name)
+            if data is not None:
+                member.size = len(data)
+            archive.addfile(member, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    return info
+
+
+def _load(data: bytes) -> SourceSet:
+    return from_archive(io.BytesIO(data), len(data))
+
+
+def _refused(data: bytes, message: str) -> None:
+    with pytest.raises(PreviewError, match=message) as raised:
+        _load(data)
+    assert raised.value.code == "PREVIEW_INVALID_SOURCE"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("index.js", "index.js"), ("src//app/./App.js", "src/app/App.js"), ("./a.js", "a.js")],
+)
+def test_paths_are_normalised(raw: str, expected: str) -> None:
+    assert validate_path(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "/etc/passwd",
+        "C:/x.js",
+        "../evil.js",
+        "a/../../b.js",
+        "src/..",
+        "a\\b.js",
+        "a\x00.js",
+        ".",
+    ],
+)
+def test_unsafe_paths_are_refused(raw: str) -> None:
+    with pytest.raises(PreviewError):
+        validate_path(raw)
+
+
+def test_valid_zip_and_tar_give_the_same_sources() -> None:
+    files = {"index.js": b"import App from './src/App';", "src/App.js": b"export default 1;"}
+    from_zip = _load(_zip({"src/": b"", **files}))
+    tar_members = [_member(name) for name in files]
+    from_tar = _load(_tar(tar_members, files))
+    assert from_zip.files == from_tar.files == files
+    assert from_zip.source_hash == from_tar.source_hash
+    assert from_zip.require("./index.js") == "index.js"
+
+
+def test_source_hash_ignores_order_and_sees_content() -> None:
+    first = from_inline({"a.js": "1", "b.js": "2"})
+    assert first.source_hash == from_inline({"b.js": "2", "a.js": "1"}).source_hash
+    assert first.source_hash != from_inline({"a.js": "1", "b.js": "3"}).source_hash
+    assert first.source_hash != from_inline({"a.js": "1", "c.js": "2"}).source_hash
+
+
+def test_entry_file_must_be_among_the_sources() -> None:
+    with pytest.raises(PreviewError, match="entry file"):
+        from_inline({"index.js": "x"}).require("App.js")
+
+
+@pytest.mark.parametrize("name", ["../evil.js", "../../etc/cron.d/x", "/abs/evil.js", "a/../../b"])
+def test_archives_with_escaping_paths(name: str) -> None:
+    _refused(_zip({name: b"boom"}), "relative|'\\.\\.'")
+    _refused(_tar([_member(name)], {name: b"boom"}), "relative|'\\.\\.'")
+
+
+def test_zip_symlink_is_refused() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        link = zipfile.ZipInfo("index.js")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(link, "/etc/passwd")
+    _refused(buffer.getvalue(), "regular files")
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        _member("index.js", tarfile.SYMTYPE, "/etc/passwd"),
+        _member("index.js", tarfile.LNKTYPE, "/etc/passwd"),
+        _member("dev", tarfile.CHRTYPE),
+        _member("fifo", tarfile.FIFOTYPE),
+    ],
+    ids=["symlink", "hardlink", "device", "fifo"],
+)
+def test_tar_special_files_are_refused(member: tarfile.TarInfo) -> None:
+    _refused(_tar([member], {}), "regular files")
+
+
+def test_zip_bomb_is_refused() -> None:
+    bomb = _zip({"index.js": b"0" * (60 * 1024 * 1024)})
+    assert len(bomb) < 100 * 1024  # 60 MB that compress to a few dozen KB
+    _refused(bomb, "expands more than")
+
+
+def test_zip_whose_headers_lie_about_sizes_is_still_bounded() -> None:
+    """Many entries, each under the per-file ratio check, that together exceed 50 MB."""
+    entries = {f"part{index}.js": bytes([65 + index]) * (900 * 1024) for index in range(60)}
+    _refused(_zip(entries, compression=zipfile.ZIP_STORED), "larger than 50 MB")
+
+
+def test_tar_gz_bomb_is_refused() -> None:
+    _refused(_tar([_member("index.js")], {"index.js": b"\0" * (60 * 1024 * 1024)}), "larger than")
+
+
+def test_too_many_files_are_refused() -> None:
+    _refused(_zip({f"f{index}.js": b"" for index in range(MAX_FILES + 1)}), "More than 5000")
+
+
+def test_damaged_and_unknown_archives_are_refused() -> None:
+    good = _zip({"index.js": b"x" * 1000})
+    _refused(good[: len(good) // 2], "damaged")
+    _refused(b"just some text, not an archive at all" * 20, "zip or a .tar.gz")
+
+
+def test_inline_sources() -> None:
+    sources = from_inline({"index.js": "import x from './x';", "logo.png": b"\x89PNG"})
+    assert sources.files["logo.png"] == b"\x89PNG"
+    assert sources.total_bytes == len("import x from './x';") + 4
+    with pytest.raises(PreviewError, match="No source files"):
+        from_inline({})
+    assert decode_base64("a", base64.b64encode(b"\x00\x01").decode()) == b"\x00\x01"
+    with pytest.raises(PreviewError, match="base64"):
+        decode_base64("a.png", "not base64!!")
+
+
+def test_archive_round_trip_is_deterministic(tmp_path: Path) -> None:
+    sources = from_inline({"index.js": "a", "src/deep/App.js": "b", "assets/logo.png": b"\x89"})
+    archive = sources.to_archive()
+    assert archive == from_inline(dict(reversed(sources.files.items()))).to_archive()
+    written = extract_archive(archive, tmp_path / "app")
+    assert sorted(written) == sorted(sources.files)
+    assert (tmp_path / "app" / "src/deep/App.js").read_text() == "b"
+
+
+def test_extraction_never_writes_outside_its_directory(tmp_path: Path) -> None:
+    destination = tmp_path / "builds" / "app"
+    destination.mkdir(parents=True)
+    for name, kind in (("../outside.js", tarfile.REGTYPE), ("link", tarfile.SYMTYPE)):
+        crafted = _tar(
+            [_member(name, kind, "/etc")], {name: b"x"} if kind == tarfile.REGTYPE else {}
+        )
+        with pytest.raises(PreviewError):
+            extract_archive(crafted, destination)
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["app", "builds"]
