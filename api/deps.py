@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
 
 from api.resources import Resources
 from core.config import Settings
@@ -19,12 +20,14 @@ from core.logging import current_request_context
 from core.models import User
 from services.auth.service import AuthService, authenticate_access_token
 from services.common import MAX_PAGE_SIZE
+from services.notifications.service import NotificationService
 from services.projects.service import ProjectService
 from services.users.service import UserService
 
 
-async def get_resources(request: Request) -> Resources:
-    resources: Resources = request.app.state.resources
+async def get_resources(connection: HTTPConnection) -> Resources:
+    """The app's clients; `HTTPConnection` so that WebSocket routes can use it too."""
+    resources: Resources = connection.app.state.resources
     return resources
 
 
@@ -97,7 +100,14 @@ async def get_project_service(session: SessionDep) -> ProjectService:
     return ProjectService(session)
 
 
+async def get_notification_service(
+    session: SessionDep, resources: ResourcesDep
+) -> NotificationService:
+    return NotificationService(session, resources.notification_hub)
+
+
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+NotificationServiceDep = Annotated[NotificationService, Depends(get_notification_service)]
 UserServiceDep = Annotated[UserService, Depends(get_user_service)]
 ProjectServiceDep = Annotated[ProjectService, Depends(get_project_service)]
 

@@ -14,6 +14,7 @@ from core.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from core.redis import create_redis
 from core.security import PasswordHasher
 from core.temporal import connect_temporal
+from services.notifications.hub import NotificationHub
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Resources:
     rate_limiter: RateLimiter
     password_hasher: PasswordHasher
     temporal: Client
+    notification_hub: NotificationHub
 
 
 async def open_resources(settings: Settings) -> Resources:
@@ -43,10 +45,12 @@ async def open_resources(settings: Settings) -> Resources:
         rate_limiter=limiter,
         password_hasher=PasswordHasher(settings.password_hash_concurrency),
         temporal=await connect_temporal(settings),
+        notification_hub=NotificationHub(redis, settings.redis_key_prefix),
     )
 
 
 async def close_resources(resources: Resources) -> None:
+    await resources.notification_hub.close()
     resources.password_hasher.close()
     if resources.redis is not None:
         await resources.redis.aclose()

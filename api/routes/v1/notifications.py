@@ -1,0 +1,69 @@
+import asyncio
+import contextlib
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect, status
+
+from api.deps import CurrentUser, Limit, NotificationServiceDep, ResourcesDep
+from core.errors import AuthError
+from services.auth.service import authenticate_access_token
+from services.notifications.schemas import NotificationPage
+from services.notifications.service import live_feed
+
+router = APIRouter(prefix="/notifications", tags=["notifications"])
+
+
+@router.get("")
+async def list_notifications(
+    user: CurrentUser,
+    notifications: NotificationServiceDep,
+    after: Annotated[int, Query(ge=0, description="Only notifications with a larger id")] = 0,
+    limit: Limit = 50,
+) -> NotificationPage:
+    """Poll: the notifications after `after`, oldest first. Pass `next_after` next time."""
+    return await notifications.list_after(user.id, after=after, limit=limit)
+
+
+@router.websocket("/ws")
+async def notifications_socket(
+    websocket: WebSocket,
+    resources: ResourcesDep,
+    token: Annotated[
+        str | None, Query(description="Access token (or an Authorization header)")
+    ] = None,
+    after: Annotated[int | None, Query(ge=0, description="Replay from this id first")] = None,
+) -> None:
+    """Push: each notification as a JSON text message, the same objects the poll returns."""
+    header = websocket.headers.get("authorization", "")
+    credential = token or header.removeprefix("Bearer ").strip()
+    async with resources.read_session_factory() as session:
+        try:
+            user = await authenticate_access_token(session, resources.settings, credential)
+        except AuthError:
+            await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="invalid token")
+            return
+    await websocket.accept()
+    feed = live_feed(
+        resources.notification_hub, resources.read_session_factory, user.id, after=after
+    )
+
+    async def forward() -> None:
+        async with contextlib.aclosing(feed) as notifications:
+            async for notification in notifications:
+                await websocket.send_json(notification.model_dump(mode="json"))
+
+    async def until_disconnect() -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await websocket.receive_text()
+
+    tasks = [asyncio.create_task(forward()), asyncio.create_task(until_disconnect())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # Shielded: a cancellation arriving now (server shutdown) must not cut the cleanup short.
+        with anyio.CancelScope(shield=True):
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,106 @@
+"""Notifications: stored per user, polled with a cursor, pushed over WebSockets through Redis
+so that a socket on one API replica receives what another replica published."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from api.app import create_app
+from api.resources import Resources
+from core.config import Settings
+from services.notifications.schemas import NotificationRead, NotificationType
+from services.notifications.service import NotificationService
+from tests.helpers import Account, assert_error
+
+Register = Callable[..., Account]
+
+
+def notify(client: TestClient, user_id: str, payload: dict[str, Any]) -> NotificationRead:
+    """Publish through the app's own service, on the app's event loop."""
+    app: FastAPI = client.app  # type: ignore[assignment]
+    resources: Resources = app.state.resources
+
+    async def send() -> NotificationRead:
+        async with resources.session_factory() as session:
+            service = NotificationService(session, resources.notification_hub)
+            return await service.notify(uuid.UUID(user_id), NotificationType.PREVIEW_READY, payload)
+
+    assert client.portal is not None
+    return client.portal.call(send)
+
+
+def test_poll_with_a_cursor(client: TestClient, register: Register) -> None:
+    alice, bob = register(), register()
+    sent = [notify(client, alice.id, {"n": index}) for index in range(5)]
+    notify(client, bob.id, {"n": "for bob"})
+
+    first = client.get("/api/v1/notifications?limit=3", headers=alice.headers).json()
+    assert [item["payload"]["n"] for item in first["items"]] == [0, 1, 2]
+    assert first["items"][0]["type"] == "preview.ready"
+    rest = client.get(
+        f"/api/v1/notifications?after={first['next_after']}", headers=alice.headers
+    ).json()
+    assert [item["id"] for item in rest["items"]] == [item.id for item in sent[3:]]
+    empty = client.get(
+        f"/api/v1/notifications?after={rest['next_after']}", headers=alice.headers
+    ).json()
+    assert empty == {"items": [], "next_after": rest["next_after"]}
+    bobs = client.get("/api/v1/notifications", headers=bob.headers).json()["items"]
+    assert [item["payload"] for item in bobs] == [{"n": "for bob"}]
+
+
+def test_poll_needs_a_token_and_a_valid_cursor(client: TestClient, register: Register) -> None:
+    assert_error(client.get("/api/v1/notifications"), 401, "AUTH_ERROR")
+    account = register()
+    assert_error(
+        client.get("/api/v1/notifications?after=-1", headers=account.headers),
+        422,
+        "VALIDATION_ERROR",
+    )
+
+
+def test_websocket_receives_what_another_replica_publishes(
+    client: TestClient, register: Register, make_settings: Callable[..., Settings]
+) -> None:
+    alice, bob = register(), register()
+    url = f"/api/v1/notifications/ws?token={alice.token}"
+    with (
+        TestClient(create_app(make_settings())) as replica,
+        client.websocket_connect(url) as socket,
+    ):
+        notify(replica, bob.id, {"for": "bob"})  # not Alice's: never delivered to her
+        published = notify(replica, alice.id, {"build_id": "b1"})
+        received = socket.receive_json()
+    assert received["id"] == published.id
+    assert received["payload"] == {"build_id": "b1"}
+    assert received["type"] == "preview.ready"
+
+
+def test_websocket_replays_from_a_cursor_then_goes_live(
+    client: TestClient, register: Register
+) -> None:
+    account = register()
+    missed = [notify(client, account.id, {"n": index}) for index in range(3)]
+    url = f"/api/v1/notifications/ws?after={missed[0].id}"
+    with client.websocket_connect(url, headers=account.headers) as socket:
+        assert socket.receive_json()["id"] == missed[1].id
+        assert socket.receive_json()["id"] == missed[2].id
+        live = notify(client, account.id, {"n": "live"})
+        assert socket.receive_json()["id"] == live.id
+
+
+@pytest.mark.parametrize("token", ["", "not-a-token"])
+def test_websocket_refuses_bad_tokens(client: TestClient, token: str) -> None:
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        client.websocket_connect(f"/api/v1/notifications/ws?token={token}") as socket,
+    ):
+        socket.receive_json()
+    assert refused.value.code == 1008
