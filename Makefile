@@ -23,7 +23,7 @@ bench: $(INSTALLED) services
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core services api cli migrations bench
+	$(BIN)/mypy core services api cli migrations workflows activities bench
 
 install: $(INSTALLED)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -59,7 +60,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     register_error_handlers(app)
     # Added last = outermost: the request id wraps everything, including the size check.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_request_body_bytes,
+        larger=[
+            ("POST", re.compile(r"/api/v1/preview/build"), settings.max_source_upload_bytes),
+            (
+                "POST",
+                re.compile(r"/api/v1/projects/[^/]+/sources"),
+                settings.max_source_upload_bytes,
+            ),
+        ],
+    )
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
     app.include_router(v1_router)

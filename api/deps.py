@@ -21,6 +21,7 @@ from core.models import User
 from services.auth.service import AuthService, authenticate_access_token
 from services.common import MAX_PAGE_SIZE
 from services.notifications.service import NotificationService
+from services.previews.service import PreviewService
 from services.projects.service import ProjectService
 from services.users.service import UserService
 
@@ -106,7 +107,18 @@ async def get_notification_service(
     return NotificationService(session, resources.notification_hub)
 
 
+async def get_preview_service(session: SessionDep, resources: ResourcesDep) -> PreviewService:
+    return PreviewService(
+        session,
+        resources.settings,
+        resources.storage,
+        resources.temporal,
+        resources.notification_hub,
+    )
+
+
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+PreviewServiceDep = Annotated[PreviewService, Depends(get_preview_service)]
 NotificationServiceDep = Annotated[NotificationService, Depends(get_notification_service)]
 UserServiceDep = Annotated[UserService, Depends(get_user_service)]
 ProjectServiceDep = Annotated[ProjectService, Depends(get_project_service)]

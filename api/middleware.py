@@ -7,6 +7,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -99,31 +100,45 @@ class BodySizeLimitMiddleware:
     FastAPI's own `max_body_size` answers some of these cases as plain text or as
     `{"detail": ...}`; this one always answers in the documented error shape."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        larger: Sequence[tuple[str, re.Pattern[str], int]] = (),
+    ) -> None:
+        """`larger`: (method, path pattern, limit) for the routes that take sources."""
         self.app = app
         self.max_bytes = max_bytes
-        self.message = f"Request body is larger than {max_bytes} bytes"
+        self.larger = list(larger)
+
+    def limit_for(self, scope: Scope) -> int:
+        for method, pattern, limit in self.larger:
+            if scope["method"] == method and pattern.fullmatch(scope["path"]):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_for(scope)
+        message = f"Request body is larger than {limit} bytes"
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            response = error_response(413, ErrorCode.PAYLOAD_TOO_LARGE, self.message)
+        if declared is not None and declared > limit:
+            response = error_response(413, ErrorCode.PAYLOAD_TOO_LARGE, message)
             await response(scope, receive, send)
             return
         received = 0
 
         async def limited_receive() -> Message:
             nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
+            event = await receive()
+            if event["type"] == "http.request":
+                received += len(event.get("body", b""))
+                if received > limit:
                     # An HTTPException passes through FastAPI's body parsing to our handler.
-                    raise HTTPException(413, self.message)
-            return message
+                    raise HTTPException(413, message)
+            return event
 
         await self.app(scope, limited_receive, send)
 

@@ -13,6 +13,7 @@ from core.db import create_engine, create_session_factory
 from core.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from core.redis import create_redis
 from core.security import PasswordHasher
+from core.storage import Storage
 from core.temporal import connect_temporal
 from services.notifications.hub import NotificationHub
 
@@ -28,6 +29,7 @@ class Resources:
     password_hasher: PasswordHasher
     temporal: Client
     notification_hub: NotificationHub
+    storage: Storage
 
 
 async def open_resources(settings: Settings) -> Resources:
@@ -46,6 +48,7 @@ async def open_resources(settings: Settings) -> Resources:
         password_hasher=PasswordHasher(settings.password_hash_concurrency),
         temporal=await connect_temporal(settings),
         notification_hub=NotificationHub(redis, settings.redis_key_prefix),
+        storage=Storage(settings),
     )
 
 

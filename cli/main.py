@@ -73,6 +73,20 @@ def migrate(
 
 
 @app.command()
+def worker(
+    queue: Annotated[str, typer.Option(help="Temporal task queue")] = "cpu_tasks",
+) -> None:
+    """Run a Temporal worker: preview builds on cpu_tasks."""
+    import asyncio
+
+    from cli.worker import QUEUES, run_worker
+
+    if queue not in QUEUES:
+        _fail(f"unknown queue {queue!r}; choose one of: {', '.join(QUEUES)}")
+    asyncio.run(run_worker(_settings(), queue))
+
+
+@app.command()
 def dev(
     api_port: Annotated[int | None, typer.Option(help="API port (default: PORT)")] = None,
     temporal_port: Annotated[int, typer.Option(help="Temporal frontend port")] = 7233,

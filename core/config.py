@@ -98,7 +98,19 @@ class Settings(BaseSettings):
     local_ai_enabled: bool = True
 
     # Preview builds
-    preview_max_timeout_ms: Annotated[int, Field(ge=1000)] = 120_000
+    preview_max_timeout_ms: Annotated[int, Field(ge=100)] = 120_000
+    # Request bodies that carry sources (inline files, archives) may be this large.
+    max_source_upload_bytes: Annotated[int, Field(ge=1024)] = 72 * 1024 * 1024
+    # The Node toolchain (package.json, server.js) and where builds and Metro's cache live.
+    bundler_dir: Path = Path(__file__).resolve().parent.parent / "bundler"
+    bundler_work_dir: Path = Path(".data/bundler")
+    # Metro's transform cache, shared by every bundler process of the machine (default:
+    # `<bundler_work_dir>/cache`). Keep it between deployments: a cold cache costs ~14 s.
+    bundler_cache_dir: Path | None = None
+    bundler_processes: Annotated[int, Field(ge=1, le=16)] = 1
+    # A bundler process is restarted after this many builds or above this resident memory.
+    bundler_max_builds: Annotated[int, Field(ge=1)] = 200
+    bundler_max_rss_mb: Annotated[int, Field(ge=200)] = 700
 
     # Object storage (Cloudflare R2, S3 or MinIO)
     r2_endpoint: str | None = None
@@ -113,6 +125,9 @@ class Settings(BaseSettings):
     # Temporal
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
+    # Prepended to the task queue names (cpu_tasks, gpu_tasks), so that several deployments
+    # or test runs can share one namespace without taking each other's tasks.
+    temporal_task_queue_prefix: str = ""
 
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -170,6 +185,10 @@ class Settings(BaseSettings):
         if self.redis_password is not None:
             auth = ":" + quote(self.redis_password.get_secret_value(), safe="") + "@"
         return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    def task_queue(self, kind: str) -> str:
+        """The Temporal task queue of a kind of work (`cpu_tasks`, `gpu_tasks`)."""
+        return self.temporal_task_queue_prefix + kind
 
     @property
     def jwt_secret_bytes(self) -> bytes:

@@ -120,6 +120,8 @@ class PreviewSource(SQLModel, table=True):
     source_hash: str = Field(max_length=64)
     file_count: int
     total_bytes: int = Field(sa_type=sa.BigInteger)
+    # The archive's file paths, so that a build's entry file is checked without downloading it.
+    paths: list[str] = Field(default_factory=list, sa_type=JSONType, nullable=False)
     created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, nullable=False)
 
 

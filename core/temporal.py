@@ -7,15 +7,19 @@ import sys
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from core.config import Settings
 
 
 async def connect_temporal(settings: Settings, *, lazy: bool = True) -> Client:
-    """A client for the configured server. Lazy by default: the API must start (and report
-    itself unhealthy) even when Temporal is down."""
+    """A client for the configured server, exchanging pydantic models. Lazy by default: the API
+    must start (and report itself unhealthy) even when Temporal is down."""
     return await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace, lazy=lazy
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        lazy=lazy,
+        data_converter=pydantic_data_converter,
     )
 
 

@@ -20,6 +20,8 @@ from core.processes import ManagedProcess, free_port
 from core.temporal import dev_server_command
 from tests.helpers import REDIS_URL, TEST_JWT_SECRET, delete_redis_keys, temporary_database
 
+pytest_plugins = ["tests.fixtures.storage", "tests.fixtures.previews"]
+
 
 @pytest.fixture
 def fresh_database() -> Iterator[str]:

@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("source_hash", sa.String(64), nullable=False),
         sa.Column("file_count", sa.Integer(), nullable=False),
         sa.Column("total_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("paths", JSON, nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.UniqueConstraint("project_id", "source_hash", name="uq_preview_sources_project_hash"),
     )

@@ -1,9 +1,11 @@
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, File, Response, UploadFile
 
-from api.deps import CurrentUser, Limit, Offset, ProjectServiceDep
+from api.deps import CurrentUser, Limit, Offset, PreviewServiceDep, ProjectServiceDep
 from services.common import DEFAULT_PAGE_SIZE, Page
+from services.previews.schemas import SourceUploaded
 from services.projects.schemas import ProjectCreate, ProjectRead, ProjectUpdate
 
 router = APIRouter(prefix="/projects", tags=["projects"])
@@ -25,6 +27,20 @@ async def list_projects(
 ) -> Page[ProjectRead]:
     """Your projects, newest first."""
     return await projects.list(user, limit=limit, offset=offset)
+
+
+@router.post("/{project_id}/sources", status_code=201)
+async def upload_sources(
+    project_id: uuid.UUID,
+    file: Annotated[UploadFile, File(description="A .zip or .tar.gz of the app's sources")],
+    user: CurrentUser,
+    previews: PreviewServiceDep,
+) -> SourceUploaded:
+    """Upload the sources once; build from them with `source_id`. Checked before anything is
+    stored: relative paths, regular files only, at most 5,000 files and 50 MB unpacked."""
+    size = file.size if file.size is not None else len(await file.read())
+    await file.seek(0)
+    return await previews.upload_sources(user, project_id, file.file, size)
 
 
 @router.get("/{project_id}")

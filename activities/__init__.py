@@ -1,0 +1,1 @@
+"""Temporal activities: thin adapters from Temporal to the services."""

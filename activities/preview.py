@@ -1,0 +1,108 @@
+"""Activities of PreviewBuildWorkflow."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from core.clock import utc_now
+from core.errors import ErrorCode, PreviewError, StorageError
+from services.notifications.hub import NotificationHub
+from services.notifications.schemas import NotificationType
+from services.notifications.service import NotificationService
+from services.previews.builder import Builder
+from services.previews.repository import PreviewRepository
+from workflows.contracts import BuildPhase, PreviewArtifacts, PreviewBuildInput, PreviewOutcome
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL_S = 2.0
+
+
+class PreviewActivities:
+    def __init__(
+        self,
+        builder: Builder,
+        sessions: async_sessionmaker[AsyncSession],
+        hub: NotificationHub,
+    ) -> None:
+        self.builder = builder
+        self.sessions = sessions
+        self.hub = hub
+
+    @activity.defn(name="build_preview")
+    async def build_preview(self, request: PreviewBuildInput) -> PreviewArtifacts:
+        """Heartbeats the current phase while it works, so that the API can report it and
+        Temporal notices cancellation and dead workers."""
+        phase = BuildPhase.BUNDLING
+
+        def on_phase(new_phase: BuildPhase) -> None:
+            nonlocal phase
+            phase = new_phase
+            activity.heartbeat(phase.value)
+
+        async def heartbeat() -> None:
+            while True:
+                activity.heartbeat(phase.value)
+                await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+
+        beating = asyncio.create_task(heartbeat())
+        try:
+            return await self.builder.build(request, on_phase)
+        except PreviewError as exc:  # the sources' fault: retrying cannot help
+            raise _application_error(exc, non_retryable=True) from exc
+        except StorageError as exc:  # storage down or refusing: retried with backoff
+            log.warning("preview %s: storage error: %s", request.build_id, exc.message)
+            raise _application_error(exc, non_retryable=False) from exc
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+
+    @activity.defn(name="record_preview_outcome")
+    async def record_preview_outcome(self, outcome: PreviewOutcome) -> None:
+        async with self.sessions() as session:
+            build = await PreviewRepository(session).get(outcome.build_id)
+            if build is None:  # the project was deleted meanwhile
+                return
+            build.status = outcome.phase.value
+            build.duration_ms = outcome.duration_ms
+            build.completed_at = utc_now()
+            if outcome.artifacts is not None:
+                build.bundle_size = outcome.artifacts.bundle_size
+                build.storage_url = outcome.artifacts.storage_prefix
+            if outcome.error is not None:
+                build.error_code = outcome.error.code
+                build.error_message = outcome.error.message
+                build.error_details = outcome.error.details
+            await session.commit()
+
+    @activity.defn(name="notify_preview_outcome")
+    async def notify_preview_outcome(self, outcome: PreviewOutcome) -> None:
+        if outcome.phase == BuildPhase.CANCELLED:
+            return  # the user cancelled it themselves
+        payload: dict[str, object] = {
+            "build_id": outcome.build_id,
+            "project_id": str(outcome.project_id),
+            "duration_ms": outcome.duration_ms,
+        }
+        if outcome.phase == BuildPhase.READY:
+            kind = NotificationType.PREVIEW_READY
+        else:
+            kind = NotificationType.PREVIEW_FAILED
+            payload["error"] = outcome.error.model_dump() if outcome.error else None
+        async with self.sessions() as session:
+            await NotificationService(session, self.hub).notify(outcome.user_id, kind, payload)
+
+
+def _application_error(
+    exc: PreviewError | StorageError, *, non_retryable: bool
+) -> ApplicationError:
+    code = str(exc.code or ErrorCode.PREVIEW_ERROR)
+    detail = {"code": code, "message": exc.message, "details": exc.details}
+    return ApplicationError(exc.message, detail, type=code, non_retryable=non_retryable)

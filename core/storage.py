@@ -1,0 +1,272 @@
+"""Object storage (Cloudflare R2, AWS S3, MinIO, SeaweedFS) through a synchronous boto3 client.
+
+Callers run these methods in threads (`asyncio.to_thread`). Every failure of the store (refused
+connection, timeout, 5xx, access denied, bad signature) raises `StorageError`, with the botocore
+exception as `__cause__`; a missing object raises its subclass `ObjectNotFound`. botocore does
+not retry: retries belong to Temporal's activity retry policy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, cast
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import SecretStr
+
+from core.config import Settings
+from core.errors import ErrorCode, StorageError
+
+if TYPE_CHECKING:
+    from types_boto3_s3.client import S3Client
+    from types_boto3_s3.literals import BucketLocationConstraintType
+
+CONNECT_TIMEOUT_S = 3.0
+READ_TIMEOUT_S = 20.0
+# DeleteObjects takes at most this many keys per request.
+DELETE_BATCH = 1000
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
+# Regions in which CreateBucket must not name a location constraint.
+_NO_LOCATION_CONSTRAINT = frozenset({"", "auto", "us-east-1"})
+
+
+class ObjectNotFound(StorageError):
+    """The key does not exist in the bucket."""
+
+    status_code = 404
+    default_code = ErrorCode.NOT_FOUND
+
+
+def make_s3_client(
+    *,
+    endpoint_url: str | None,
+    access_key: str | None,
+    secret_key: str | None,
+    region: str,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    read_timeout_s: float = READ_TIMEOUT_S,
+) -> S3Client:
+    """A SigV4 client with short timeouts and no retries; path-style addressing when an endpoint
+    is given (R2, MinIO, SeaweedFS). Without keys, boto3's default credential chain applies."""
+    config = Config(
+        signature_version="s3v4",
+        s3={"addressing_style": "path" if endpoint_url else "auto"},
+        connect_timeout=connect_timeout_s,
+        read_timeout=read_timeout_s,
+        # total_max_attempts counts the first request: 1 means no retry at all
+        # (retries={"max_attempts": 1} would still allow one retry).
+        retries={"mode": "standard", "total_max_attempts": 1},
+        # Checksums only where the API requires them (DeleteObjects): S3-compatible stores do
+        # not all accept the trailing checksums that botocore sends by default.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    # A session of its own: boto3's default session is not safe to share between threads.
+    session = boto3.session.Session()
+    return session.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        config=config,
+    )
+
+
+class Storage:
+    """One bucket of the configured store. Building it makes no network call."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        read_timeout_s: float = READ_TIMEOUT_S,
+    ) -> None:
+        self.bucket = settings.r2_bucket
+        self.region = settings.r2_region
+
+        def client(endpoint_url: str | None) -> S3Client:
+            return make_s3_client(
+                endpoint_url=endpoint_url,
+                access_key=_secret(settings.r2_access_key),
+                secret_key=_secret(settings.r2_secret_key),
+                region=settings.r2_region,
+                connect_timeout_s=connect_timeout_s,
+                read_timeout_s=read_timeout_s,
+            )
+
+        self.client = client(settings.r2_endpoint)
+        # Presigned URLs are signed for the host that clients download from.
+        public = settings.r2_public_endpoint
+        self._signer = client(public) if public and public != settings.r2_endpoint else self.client
+        self.signed_url_ttl_s = settings.signed_url_ttl_s
+
+    def upload_file(
+        self,
+        key: str,
+        path: Path | str,
+        content_type: str | None = None,
+        content_encoding: str | None = None,
+        cache_control: str | None = None,
+    ) -> None:
+        """One PUT, streamed from the file (up to 5 GB)."""
+        with Path(path).open("rb") as body:
+            self._put(key, body, content_type, content_encoding, cache_control)
+
+    def upload_bytes(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str | None = None,
+        content_encoding: str | None = None,
+        cache_control: str | None = None,
+    ) -> None:
+        self._put(key, data, content_type, content_encoding, cache_control)
+
+    def download_file(self, key: str, path: Path | str) -> None:
+        """Writes the object to `path`; nothing is left there when the download fails."""
+        target = Path(path)
+        with self._errors("download", key):
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            try:
+                with target.open("wb") as out:
+                    shutil.copyfileobj(response["Body"], out, 1024 * 1024)
+            except BaseException:
+                target.unlink(missing_ok=True)
+                raise
+            finally:
+                response["Body"].close()
+
+    def get_bytes(self, key: str) -> bytes:
+        with self._errors("download", key):
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            with contextlib.closing(response["Body"]) as body:
+                return body.read()
+
+    def exists(self, key: str) -> bool:
+        try:
+            with self._errors("check", key):
+                self.client.head_object(Bucket=self.bucket, Key=key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def delete_file(self, key: str) -> None:
+        """Deleting a missing key is not an error."""
+        with self._errors("delete", key):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Deletes every key that starts with `prefix`; returns how many there were."""
+        if not prefix:
+            raise ValueError("refusing to delete a whole bucket: the prefix is empty")
+        deleted = 0
+        with self._errors("delete", prefix + "*"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": DELETE_BATCH}
+            )
+            for page in pages:
+                keys = [item["Key"] for item in page.get("Contents", [])]
+                if not keys:
+                    continue
+                response = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
+                )
+                errors = response.get("Errors", [])
+                if errors:
+                    first = errors[0]
+                    raise StorageError(
+                        f"Storage could not delete {len(errors)} object(s) under {prefix!r}, "
+                        f"e.g. {first.get('Key')!r}: {first.get('Code')} {first.get('Message')}",
+                        details={"bucket": self.bucket, "prefix": prefix},
+                    )
+                deleted += len(keys)
+        return deleted
+
+    def get_signed_url(self, key: str, expires_in: int | None = None) -> str:
+        """A presigned GET URL, valid `expires_in` seconds (SIGNED_URL_TTL_S by default), for
+        R2_PUBLIC_ENDPOINT when set. Computed locally: no network call."""
+        with self._errors("sign", key):
+            return self._signer.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": key},
+                ExpiresIn=self.signed_url_ttl_s if expires_in is None else expires_in,
+            )
+
+    def ensure_bucket(self) -> None:
+        """Creates the bucket unless it exists (and is ours)."""
+        try:
+            with self._errors("check bucket", ""):
+                self.client.head_bucket(Bucket=self.bucket)
+            return
+        except ObjectNotFound:
+            pass
+        with self._errors("create bucket", ""):
+            try:
+                if self.region in _NO_LOCATION_CONSTRAINT:
+                    self.client.create_bucket(Bucket=self.bucket)
+                else:
+                    self.client.create_bucket(
+                        Bucket=self.bucket,
+                        CreateBucketConfiguration={
+                            "LocationConstraint": cast("BucketLocationConstraintType", self.region)
+                        },
+                    )
+            except ClientError as exc:
+                if _code(exc) != "BucketAlreadyOwnedByYou":  # created meanwhile
+                    raise
+
+    def _put(
+        self,
+        key: str,
+        body: bytes | IO[bytes],
+        content_type: str | None,
+        content_encoding: str | None,
+        cache_control: str | None,
+    ) -> None:
+        extra: dict[str, Any] = {}
+        if content_type is not None:
+            extra["ContentType"] = content_type
+        if content_encoding is not None:
+            extra["ContentEncoding"] = content_encoding
+        if cache_control is not None:
+            extra["CacheControl"] = cache_control
+        with self._errors("upload", key):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+
+    @contextlib.contextmanager
+    def _errors(self, action: str, key: str) -> Iterator[None]:
+        """botocore exceptions -> StorageError (ObjectNotFound for a missing key or bucket)."""
+        where = f"{self.bucket}/{key}" if key else self.bucket
+        details = {"bucket": self.bucket, "key": key} if key else {"bucket": self.bucket}
+        try:
+            yield
+        except ClientError as exc:
+            code = _code(exc)
+            if code in _NOT_FOUND_CODES:
+                raise ObjectNotFound(f"Not in storage: {where}", details=details) from exc
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            message = exc.response.get("Error", {}).get("Message") or "no message"
+            raise StorageError(
+                f"Storage refused to {action} {where}: {code} (HTTP {status}): {message}",
+                details=details,
+            ) from exc
+        except BotoCoreError as exc:  # connection refused, timeouts, no credentials, ...
+            raise StorageError(
+                f"Storage could not {action} {where}: {exc}", details=details
+            ) from exc
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()

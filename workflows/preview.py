@@ -1,0 +1,109 @@
+"""PreviewBuildWorkflow: sources in storage -> Metro bundle -> artifacts in storage -> recorded.
+
+One build activity does fetch, bundle, compress and upload on the same worker (the bundle never
+leaves that worker's disk); it heartbeats its phase, which the API reads back. Build errors,
+invalid sources and timeouts are final; storage errors are retried with backoff. Whatever the
+end (ready, failed, cancelled) is recorded in PreviewLog and announced to the user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.contracts import (
+        BuildError,
+        BuildPhase,
+        PreviewArtifacts,
+        PreviewBuildInput,
+        PreviewOutcome,
+    )
+
+FINAL_ERRORS = ["PREVIEW_TIMEOUT", "PREVIEW_BUILD_FAILED", "PREVIEW_INVALID_SOURCE"]
+# Fetching sources, compressing and uploading, on top of Metro's own hard timeout.
+TRANSFER_ALLOWANCE = timedelta(minutes=3)
+BUILD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,
+    non_retryable_error_types=FINAL_ERRORS,
+)
+BOOKKEEPING_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
+
+
+@workflow.defn(name="PreviewBuildWorkflow")
+class PreviewBuildWorkflow:
+    @workflow.run
+    async def run(self, request: PreviewBuildInput) -> PreviewArtifacts:
+        try:
+            artifacts: PreviewArtifacts = await workflow.execute_activity(
+                "build_preview",
+                request,
+                result_type=PreviewArtifacts,
+                start_to_close_timeout=timedelta(milliseconds=request.timeout_ms)
+                + TRANSFER_ALLOWANCE,
+                # A worker that dies mid-build stops heartbeating: the build moves to another.
+                heartbeat_timeout=timedelta(seconds=15),
+                retry_policy=BUILD_RETRY,
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+        except ActivityError as failure:
+            error = _build_error(failure)
+            await self._finish(request, BuildPhase.FAILED, error=error)
+            raise ApplicationError(
+                error.message, error.model_dump(), type=error.code, non_retryable=True
+            ) from failure
+        except asyncio.CancelledError:
+            await self._finish(request, BuildPhase.CANCELLED)
+            raise
+        await self._finish(request, BuildPhase.READY, artifacts=artifacts)
+        return artifacts
+
+    async def _finish(
+        self,
+        request: PreviewBuildInput,
+        phase: BuildPhase,
+        *,
+        artifacts: PreviewArtifacts | None = None,
+        error: BuildError | None = None,
+    ) -> None:
+        elapsed = workflow.now() - request.requested_at
+        outcome = PreviewOutcome(
+            build_id=request.build_id,
+            project_id=request.project_id,
+            user_id=request.user_id,
+            phase=phase,
+            duration_ms=int(elapsed.total_seconds() * 1000),
+            artifacts=artifacts,
+            error=error,
+        )
+        for activity_name in ("record_preview_outcome", "notify_preview_outcome"):
+            await workflow.execute_activity(
+                activity_name,
+                outcome,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=BOOKKEEPING_RETRY,
+            )
+
+
+def _build_error(failure: ActivityError) -> BuildError:
+    """The build's error as clients see it: the code, message and details the activity gave,
+    or a generic preview error when no worker could finish (timeouts, lost workers)."""
+    cause = failure.cause
+    if isinstance(cause, ApplicationError):
+        detail = cause.details[0] if cause.details else None
+        if isinstance(detail, dict) and "code" in detail:
+            return BuildError.model_validate(detail)
+        return BuildError(code=cause.type or "PREVIEW_ERROR", message=cause.message)
+    if isinstance(cause, TemporalTimeoutError):
+        return BuildError(code="PREVIEW_ERROR", message="No worker finished the build in time")
+    return BuildError(code="PREVIEW_ERROR", message=str(cause or failure))
