@@ -1,7 +1,15 @@
-# HiveSync API (and, with later issues, its Temporal workers): one image, the command decides.
+# HiveSync API and its Temporal workers: one image, the command decides.
 #   docker build -t hivesync .
-#   docker run --env-file .env -p 8000:8000 hivesync            # API
-#   docker run --env-file .env hivesync hivesync migrate          # migrations
+#   docker run --env-file .env -p 8000:8000 hivesync                      # API
+#   docker run --env-file .env hivesync hivesync migrate                    # migrations
+#   docker run --env-file .env hivesync hivesync worker --queue cpu_tasks   # preview builds
+
+# The Metro toolchain, exactly as locked (no install scripts run).
+FROM node:20-bookworm-slim AS bundler
+WORKDIR /app/bundler
+COPY bundler/package.json bundler/package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -18,14 +26,24 @@ COPY services ./services
 COPY api ./api
 COPY cli ./cli
 COPY migrations ./migrations
+COPY workflows ./workflows
+COPY activities ./activities
 RUN pip install .
+
+# Node for the bundler processes of `hivesync worker`.
+COPY --from=bundler /usr/local/bin/node /usr/local/bin/node
+COPY bundler ./bundler
+COPY --from=bundler /app/bundler/node_modules ./bundler/node_modules
+RUN mkdir -p /var/lib/hivesync/bundler && chown hivesync /var/lib/hivesync/bundler
 
 USER hivesync
 # In containers: listen on all interfaces, log to stdout only, refuse weak secrets.
 ENV ENVIRONMENT=production \
     HOST=0.0.0.0 \
     PORT=8000 \
-    LOG_TO_FILE=false
+    LOG_TO_FILE=false \
+    BUNDLER_DIR=/app/bundler \
+    BUNDLER_WORK_DIR=/var/lib/hivesync/bundler
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"

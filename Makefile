@@ -1,24 +1,28 @@
 # HiveSync backend. `make dev` runs the whole service locally; `make test` runs every test.
-# Both install what they need (.venv, Python packages) and start what is not running.
+# Both install what they need (.venv, Python packages, the bundler's Node toolchain) and start
+# what is not running.
 
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# npm ci writes this file last: newer than the lock file means the toolchain matches it.
+NODE_MODULES := bundler/node_modules/.package-lock.json
 
 .PHONY: dev test bench lint install services clean
 
-dev: $(INSTALLED)
+dev: $(INSTALLED) $(NODE_MODULES)
 	@scripts/ensure-services.sh || echo "dev: continuing without them (SQLite / in-process limiter)"
 	$(BIN)/hivesync dev
 
-test: $(INSTALLED) services
+test: $(INSTALLED) $(NODE_MODULES) services
 	$(BIN)/pytest
 
-bench: $(INSTALLED) services
+bench: $(INSTALLED) $(NODE_MODULES) services
 	@command -v wrk >/dev/null || apt-get install -y -q wrk
 	$(BIN)/python -m bench.api.run
+	$(BIN)/python -m bench.preview.run
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
@@ -31,6 +35,11 @@ $(INSTALLED): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+$(NODE_MODULES): bundler/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 20" >&2; exit 1; }
+	cd bundler && npm ci --no-audit --no-fund
 	@touch $@
 
 services:

@@ -1,18 +1,22 @@
 """`hivesync dev`: the whole service on one machine, on embedded defaults.
 
 Picks the backing services (Postgres or SQLite, Redis or an in-process limiter, a running
-Temporal or its own dev server), migrates, starts the API, and on Ctrl-C (or SIGTERM) stops
-everything it started.
+Temporal or its own dev server, the configured S3 endpoint or its own SeaweedFS), migrates,
+starts a preview worker (warm Metro) and the API, and on Ctrl-C (or SIGTERM) stops everything
+it started: the API and the worker first, then SeaweedFS, then Temporal.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import os
 import secrets
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -20,16 +24,26 @@ import psycopg
 import redis
 from psycopg import sql
 from sqlalchemy.engine import make_url
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
 
+from core import seaweedfs as weed
 from core.config import Settings
 from core.logging import configure_logging, flush_logging
 from core.processes import ManagedProcess, port_open
 from core.temporal import dev_server_command
 from migrations import runner
+from workflows.contracts import CPU_TASK_QUEUE
 
 log = logging.getLogger("hivesync.dev")
 
 _POLL_INTERVAL_S = 0.5
+# The worker warms Metro up before it polls: seconds with a warm cache, ~15 s with a cold one.
+_WORKER_START_TIMEOUT_S = 120.0
+# A worker that is finishing a build gets this long before it is killed.
+_WORKER_STOP_TIMEOUT_S = 30.0
 
 
 class _Stop(Exception):
@@ -45,24 +59,34 @@ class DevStack:
         api_port: int,
         temporal_port: int,
         temporal_ui_port: int,
+        s3_port: int = 8333,
     ) -> None:
         self.settings = settings
         self.data_dir = data_dir
         self.api_port = api_port
         self.temporal_port = temporal_port
         self.temporal_ui_port = temporal_ui_port
+        self.s3_port = s3_port
         self.children: list[ManagedProcess] = []
+        # What to do once a child has stopped (by name): e.g. remove the sockets it left.
+        self._after_stop: dict[str, Callable[[], None]] = {}
+        self._storage_note = ""
 
     def run(self) -> int:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         configure_logging(self.settings, service="hivesync-dev")
+        # Readiness probes (SeaweedFS's master) would log every attempt at INFO.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         previous_handlers = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
         try:
             env = self._environment()
             self._start_temporal(env)
+            self._start_storage(env)
+            worker = self._start_worker(env)
             self._start_api(env)
+            self._wait_for_worker(worker)
             self._announce(env)
             return self._supervise()
         except _Stop:
@@ -87,6 +111,8 @@ class DevStack:
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(ENVIRONMENT="development", HOST="127.0.0.1", PORT=str(self.api_port))
+        if "base_url" not in self.settings.model_fields_set:
+            env["BASE_URL"] = f"http://127.0.0.1:{self.api_port}"  # in the API's status URLs
         if self.settings.jwt_secret_generated:
             env["JWT_SECRET"] = self._persistent_jwt_secret()
         env["DATABASE_URL"] = self._database_url()
@@ -166,6 +192,95 @@ class DevStack:
             extra={"address": address, "ui": f"http://127.0.0.1:{self.temporal_ui_port}"},
         )
 
+    def _start_storage(self, env: dict[str, str]) -> None:
+        """The configured S3 endpoint (R2_ENDPOINT), else a SeaweedFS of our own; either way the
+        children get R2_ENDPOINT, R2_ACCESS_KEY, R2_SECRET_KEY, R2_BUCKET and R2_REGION."""
+        settings = self.settings
+        env.update(R2_BUCKET=settings.r2_bucket, R2_REGION=settings.r2_region)
+        if settings.r2_endpoint:
+            env["R2_ENDPOINT"] = settings.r2_endpoint
+            for name, value in (
+                ("R2_ACCESS_KEY", settings.r2_access_key),
+                ("R2_SECRET_KEY", settings.r2_secret_key),
+            ):
+                if value is not None:
+                    env[name] = value.get_secret_value()
+            log.info(
+                "using the S3 endpoint from the configuration",
+                extra={"endpoint": settings.r2_endpoint, "bucket": settings.r2_bucket},
+            )
+            self._storage_note = f"{settings.r2_endpoint} (R2_ENDPOINT)"
+            return
+
+        ports = weed.WeedPorts.consecutive(self.s3_port)
+        busy = [port for port in ports.all() if port_open(weed.HOST, port, timeout_s=0.2)]
+        if busy:
+            raise RuntimeError(
+                f"cannot start SeaweedFS on ports {self.s3_port}-{ports.admin} and "
+                f"{ports.admin_grpc}: {', '.join(map(str, busy))} in use "
+                "(choose others with --s3-port, or set R2_ENDPOINT)"
+            )
+        root = self.data_dir / "seaweedfs"
+        log_dir = root / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        identities = root / "identities.json"
+        access_key, secret_key = _storage_credentials(identities)
+        server = ManagedProcess(
+            "seaweedfs",
+            weed.mini_command(
+                data_dir=root, log_dir=log_dir, identities_file=identities, ports=ports
+            ),
+            env=weed.weed_env(),
+            cwd=root,
+            log_file=log_dir / "weed.out",
+        )
+        self.children.append(server.start())
+        self._after_stop[server.name] = lambda: weed.remove_grpc_sockets(ports)
+        weed.wait_until_ready(ports, access_key, secret_key, timeout_s=60, alive=server.running)
+        endpoint = weed.endpoint_url(ports)
+        weed.create_bucket(endpoint, access_key, secret_key, settings.r2_bucket)
+        env.update(R2_ENDPOINT=endpoint, R2_ACCESS_KEY=access_key, R2_SECRET_KEY=secret_key)
+        log.info(
+            "SeaweedFS started",
+            extra={"endpoint": endpoint, "bucket": settings.r2_bucket, "data_dir": str(root)},
+        )
+        self._storage_note = f"{endpoint} (SeaweedFS in {root})"
+
+    def _start_worker(self, env: dict[str, str]) -> ManagedProcess:
+        """One worker on cpu_tasks; it warms Metro up before it polls (`_wait_for_worker`)."""
+        metro = self.settings.bundler_dir / "node_modules" / "metro"
+        if not metro.is_dir():
+            raise RuntimeError(
+                f"the bundler toolchain is missing: run `npm ci` in {self.settings.bundler_dir} "
+                "(`make dev` does)"
+            )
+        if "bundler_work_dir" in self.settings.model_fields_set:
+            log.info(
+                "bundling in BUNDLER_WORK_DIR from the configuration",
+                extra={"bundler_work_dir": str(self.settings.bundler_work_dir)},
+            )
+        else:
+            env["BUNDLER_WORK_DIR"] = str(self.data_dir / "bundler")
+        command = [sys.executable, "-m", "cli", "worker", "--queue", CPU_TASK_QUEUE]
+        worker = ManagedProcess("worker", command, env=env)
+        self.children.append(worker.start())
+        return worker
+
+    def _wait_for_worker(self, worker: ManagedProcess) -> None:
+        """Wait until the worker polls its task queue (Metro is warm by then)."""
+        assert worker.pid is not None
+        task_queue = self.settings.task_queue(CPU_TASK_QUEUE)
+        asyncio.run(
+            _wait_for_poller(
+                f"127.0.0.1:{self.temporal_port}",
+                task_queue,
+                identity=f"{worker.pid}@",
+                alive=worker.running,
+                timeout_s=_WORKER_START_TIMEOUT_S,
+            )
+        )
+        log.info("worker polling", extra={"task_queue": task_queue, "pid": worker.pid})
+
     def _start_api(self, env: dict[str, str]) -> None:
         api = ManagedProcess("api", [sys.executable, "-m", "cli", "api"], env=env)
         self.children.append(api.start())
@@ -179,6 +294,8 @@ class DevStack:
             "HiveSync is running (Ctrl-C stops everything):",
             f"  API docs     http://127.0.0.1:{self.api_port}/docs",
             f"  Temporal UI  http://127.0.0.1:{self.temporal_ui_port}",
+            f"  S3 storage   {self._storage_note}, bucket {env['R2_BUCKET']}",
+            f"  worker       {self.settings.task_queue(CPU_TASK_QUEUE)} (Metro bundler)",
             f"  database     {database}; rate limiting {limiter}",
             "",
         ]
@@ -193,10 +310,60 @@ class DevStack:
             time.sleep(_POLL_INTERVAL_S)
 
     def _stop_children(self) -> None:
-        for child in reversed(self.children):  # the API first, Temporal last
-            child.stop()
+        # Started as Temporal, SeaweedFS, worker, API: so the API and the worker stop first,
+        # then SeaweedFS, and Temporal last.
+        for child in reversed(self.children):
+            timeout_s = _WORKER_STOP_TIMEOUT_S if child.name == "worker" else 10.0
+            child.stop(timeout_s=timeout_s)
+            after_stop = self._after_stop.pop(child.name, None)
+            if after_stop is not None:
+                after_stop()
             log.info("stopped %s", child.name)
         self.children.clear()
+
+
+def _storage_credentials(identities: Path) -> tuple[str, str]:
+    """The SeaweedFS credentials kept in its identities file (mode 0600), generated the first
+    time so that restarts (and objects signed before them) keep working."""
+    try:
+        config = json.loads(identities.read_text(encoding="utf-8"))
+        credential = config["identities"][0]["credentials"][0]
+        return str(credential["accessKey"]), str(credential["secretKey"])
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        log.warning("unreadable %s (%s): generating new credentials", identities, exc)
+    access_key, secret_key = weed.generate_credentials()
+    weed.write_identities(identities, access_key, secret_key)
+    log.info("generated SeaweedFS credentials", extra={"identities_file": str(identities)})
+    return access_key, secret_key
+
+
+async def _wait_for_poller(
+    address: str,
+    task_queue: str,
+    *,
+    identity: str,
+    alive: Callable[[], bool],
+    timeout_s: float,
+) -> None:
+    """Wait until a poller whose identity starts with `identity` (`<pid>@`, the SDK's default)
+    polls `task_queue` for activities; fail early when `alive()` says that it has exited."""
+    client = await Client.connect(address, namespace="default")
+    request = DescribeTaskQueueRequest(
+        namespace="default",
+        task_queue=TaskQueue(name=task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError("the worker exited before polling (its output says why)")
+        response = await client.workflow_service.describe_task_queue(request)
+        if any(poller.identity.startswith(identity) for poller in response.pollers):
+            return
+        await asyncio.sleep(_POLL_INTERVAL_S)
+    raise TimeoutError(f"the worker did not poll {task_queue} in {timeout_s:.0f} s")
 
 
 def _ensure_postgres_database(url: str, timeout_s: float) -> None:

@@ -91,10 +91,22 @@ def dev(
     api_port: Annotated[int | None, typer.Option(help="API port (default: PORT)")] = None,
     temporal_port: Annotated[int, typer.Option(help="Temporal frontend port")] = 7233,
     temporal_ui_port: Annotated[int, typer.Option(help="Temporal web UI port")] = 8233,
-    data_dir: Annotated[Path, typer.Option(help="Local state (SQLite, Temporal)")] = Path(".data"),
+    s3_port: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=55000,
+            help="SeaweedFS's S3 port; it takes the next 8 too, and this + 10008 "
+            "(unused when R2_ENDPOINT is set)",
+        ),
+    ] = 8333,
+    data_dir: Annotated[
+        Path, typer.Option(help="Local state (SQLite, Temporal, SeaweedFS, bundler)")
+    ] = Path(".data"),
 ) -> None:
-    """Run everything locally: migrations, a Temporal dev server with its UI, and the API.
-    Uses Postgres and Redis when reachable, else SQLite and an in-process rate limiter."""
+    """Run everything locally: migrations, a Temporal dev server with its UI, SeaweedFS as
+    object storage, a preview worker (Metro) and the API. Uses Postgres and Redis when
+    reachable, else SQLite and an in-process rate limiter; R2_ENDPOINT when it is set."""
     from cli.devstack import DevStack
 
     settings = _settings()
@@ -106,5 +118,6 @@ def dev(
         api_port=api_port or settings.port,
         temporal_port=temporal_port,
         temporal_ui_port=temporal_ui_port,
+        s3_port=s3_port,
     )
     raise typer.Exit(code=stack.run())

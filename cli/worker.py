@@ -66,6 +66,10 @@ async def open_worker(settings: Settings, queue: str) -> AsyncIterator[RunningWo
             # slots also keep the quick bookkeeping activities moving.
             max_concurrent_activities=settings.bundler_processes + 4,
             graceful_shutdown_timeout=timedelta(seconds=10),
+            # Heartbeats carry the build's phase (read by the API) and bring cancellation back:
+            # send them within a second rather than at 80% of the heartbeat timeout.
+            max_heartbeat_throttle_interval=timedelta(seconds=1),
+            default_heartbeat_throttle_interval=timedelta(seconds=1),
         )
         async with worker:
             log.info("worker started", extra={"task_queue": settings.task_queue(queue)})

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -57,6 +57,9 @@ class PreviewBuildWorkflow:
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
         except ActivityError as failure:
+            if is_cancelled_exception(failure):  # the build was cancelled while it ran
+                await self._finish(request, BuildPhase.CANCELLED)
+                raise
             error = _build_error(failure)
             await self._finish(request, BuildPhase.FAILED, error=error)
             raise ApplicationError(

@@ -3,11 +3,15 @@ stack), driven over HTTP and stopped with signals like an operator or Ctrl-C wou
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +20,8 @@ import httpx
 import pytest
 
 from core.processes import ManagedProcess, free_port, port_open
+from core.seaweedfs import WeedPorts
+from tests.fixtures.previews import METRO_CACHE
 from tests.helpers import (
     PASSWORD,
     REDIS_URL,
@@ -119,23 +125,48 @@ def test_api_process_in_production_mode(
     assert not (tmp_path / "logs").exists()  # LOG_TO_FILE=false
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_s3_port() -> int:
+    """A first port for `--s3-port` whose SeaweedFS ports (it, the next 8, and +10008) are
+    free; below the ephemeral range, so that `free_port()` elsewhere never hands them out."""
+    for _ in range(200):
+        first = random.randint(15_000, 22_000)
+        if all(_bindable(port) for port in WeedPorts.consecutive(first).all()):
+            return first
+    raise RuntimeError("no free range of ports for SeaweedFS")
+
+
 def _run_dev(
     tmp_path: Path, extra_env: dict[str, str]
 ) -> tuple[ManagedProcess, dict[str, int], Path]:
-    ports = {"api": free_port(), "temporal": free_port(), "ui": free_port()}
+    ports = {"api": free_port(), "temporal": free_port(), "ui": free_port(), "s3": _free_s3_port()}
     data_dir = tmp_path / "data"
     command = [
         sys.executable, "-m", "cli", "dev",
         "--api-port", str(ports["api"]),
         "--temporal-port", str(ports["temporal"]),
         "--temporal-ui-port", str(ports["ui"]),
+        "--s3-port", str(ports["s3"]),
         "--data-dir", str(data_dir),
     ]  # fmt: skip
     output = tmp_path / "dev.out"
     dev = ManagedProcess(
         "dev", command, env={**_base_env(tmp_path), **extra_env}, log_file=output
     ).start()
-    dev.wait_for_port("127.0.0.1", ports["api"], timeout_s=120)
+    # Announced once every part is up, the worker polling with Metro warm included.
+    deadline = time.monotonic() + 120
+    while "HiveSync is running" not in output.read_text(errors="replace"):
+        assert dev.running(), f"hivesync dev exited:\n{output.read_text(errors='replace')}"
+        assert time.monotonic() < deadline, "hivesync dev did not start in 120 s"
+        time.sleep(0.1)
     return dev, ports, output
 
 
@@ -146,12 +177,84 @@ def _stop_like_ctrl_c(dev: ManagedProcess, ports: dict[str, int], data_dir: Path
     for name, port in ports.items():
         assert not port_open("127.0.0.1", port), f"{name} still listening on {port}"
     assert _processes_mentioning(str(data_dir)) == []
+    # SeaweedFS's gRPC sockets in /tmp are removed.
+    s3_ports = WeedPorts.consecutive(ports["s3"])
+    assert not [
+        socket_file
+        for socket_file in Path("/tmp").glob("seaweedfs-*-grpc-*.sock")
+        if int(socket_file.stem.rsplit("-", 1)[1]) in s3_ports.all()
+    ]
 
 
-def test_dev_stack_on_postgres_and_redis(tmp_path: Path, redis_prefix_e2e: str) -> None:
+# A two-file app; the text is unique to each run, so that Metro really bundles it.
+def _tiny_app(marker: str) -> dict[str, str]:
+    return {
+        "index.js": (
+            "import {AppRegistry} from 'react-native';\n"
+            "import App from './App';\n"
+            "AppRegistry.registerComponent('E2E', () => App);\n"
+        ),
+        "App.js": (
+            "import React from 'react';\n"
+            "import {Text} from 'react-native';\n"
+            f"export default function App() {{ return <Text>{marker}</Text>; }}\n"
+        ),
+    }
+
+
+def _build_and_download_preview(base_url: str) -> None:
+    """The README's flow (examples/hello-rn): register, create a project, build with
+    ?wait=60, download the bundle through the signed URL, check it against the manifest."""
+    with httpx.Client(base_url=base_url, timeout=90) as client:
+        name = unique_name()
+        token = client.post(
+            "/api/v1/auth/register",
+            json={"email": f"{name}@example.com", "username": name, "password": PASSWORD},
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        project_id = client.post("/api/v1/projects", json={"name": "tiny"}, headers=headers).json()[
+            "id"
+        ]
+        marker = f"dev stack e2e {uuid.uuid4().hex}"
+        built = client.post(
+            "/api/v1/preview/build",
+            params={"wait": 60},
+            headers=headers,
+            json={
+                "project_id": project_id,
+                "target_platform": "ios",
+                "entry_file": "index.js",
+                "environment": "production",
+                "files": _tiny_app(marker),
+            },
+        )
+        assert built.status_code == 200, built.text
+        ready = built.json()
+        download = httpx.get(ready["url"], timeout=30)  # decodes the stored gzip
+        assert download.status_code == 200
+        assert download.headers["content-encoding"] == "gzip"
+        assert marker.encode() in download.content
+        manifest = client.get(
+            "/api/v1/preview/manifest", headers={"Authorization": f"Preview {ready['token']}"}
+        )
+        assert manifest.status_code == 200, manifest.text
+        assert manifest.json()["bundle"]["sha256"] == hashlib.sha256(download.content).hexdigest()
+
+
+def test_dev_stack_on_postgres_and_redis(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, redis_prefix_e2e: str
+) -> None:
     database = f"hivesync_e2e_{uuid.uuid4().hex[:8]}"
+    # At the depth of the preview tests' work dir, so that the shared Metro cache is warm.
+    bundler_dir = tmp_path_factory.mktemp("bundler")
     dev, ports, output = _run_dev(
-        tmp_path, {"POSTGRES_DB": database, "REDIS_KEY_PREFIX": redis_prefix_e2e}
+        tmp_path,
+        {
+            "POSTGRES_DB": database,
+            "REDIS_KEY_PREFIX": redis_prefix_e2e,
+            "BUNDLER_WORK_DIR": str(bundler_dir),
+            "BUNDLER_CACHE_DIR": str(METRO_CACHE),
+        },
     )
     try:
         base_url = f"http://127.0.0.1:{ports['api']}"
@@ -161,13 +264,33 @@ def test_dev_stack_on_postgres_and_redis(tmp_path: Path, redis_prefix_e2e: str) 
             response = httpx.get(f"{base_url}/health/{dependency}", timeout=10)
             assert response.status_code == 200, (dependency, response.text)
         _register_login_create_list(base_url)
+        _build_and_download_preview(base_url)
+        # One SeaweedFS and one warm Metro, both gone after Ctrl-C.
+        assert len(_processes_mentioning(f"-dir={tmp_path / 'data' / 'seaweedfs'} ")) == 1
+        assert len(_processes_mentioning(f"--workspace {bundler_dir}/")) == 1
         _stop_like_ctrl_c(dev, ports, tmp_path / "data")
+        assert _processes_mentioning(f"{bundler_dir}/") == []
     finally:
         dev.stop()
         drop_database(database)
     text = output.read_text()
     assert "using Postgres" in text
     assert "using Redis for rate limiting" in text
+    assert "SeaweedFS started" in text
+    assert "worker polling" in text
+    # The API and the worker stop first, then SeaweedFS, then Temporal.
+    stopped = [line for line in text.splitlines() if '"message": "stopped ' in line]
+    assert [json.loads(line)["message"] for line in stopped] == [
+        "stopped api",
+        "stopped worker",
+        "stopped seaweedfs",
+        "stopped temporal",
+    ]
+    # SeaweedFS's generated credentials are kept for the next run, readable by the owner only.
+    identities = tmp_path / "data" / "seaweedfs" / "identities.json"
+    assert identities.stat().st_mode & 0o777 == 0o600
+    secret_key = json.loads(identities.read_text())["identities"][0]["credentials"][0]
+    assert secret_key["secretKey"] not in text
     # The generated dev secret is kept for the next run (and never logged).
     secret = (tmp_path / "data" / "jwt_secret").read_text()
     assert len(secret) >= 32

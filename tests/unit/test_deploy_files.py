@@ -16,7 +16,7 @@ ROOT = Path(__file__).parents[2]
 def test_compose_sets_only_real_settings() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     fields = {name.upper() for name in Settings.model_fields}
-    for name in ("migrate", "api"):
+    for name in ("migrate", "api", "worker"):
         environment = compose["services"][name]["environment"]
         unknown = set(environment) - fields
         assert not unknown, f"{name}: {unknown}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import stat
 import tarfile
 import zipfile
 from pathlib import Path
@@ -22,32 +21,7 @@ from services.previews.sources import (
     from_inline,
     validate_path,
 )
-
-
-def _zip(entries: dict[str, bytes], *, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression) as archive:
-        for name, content in entries.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
-
-
-def _tar(members: list[tarfile.TarInfo], contents: dict[str, bytes], mode: str = "w:gz") -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode=mode) as archive:  # type: ignore[call-overload]
-        for member in members:
-            data = contents.get(member.name)
-            if data is not None:
-                member.size = len(data)
-            archive.addfile(member, io.BytesIO(data) if data is not None else None)
-    return buffer.getvalue()
-
-
-def _member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.linkname = linkname
-    return info
+from tests.archives import hostile_archives, make_tar, make_zip, tar_member, zip_symlink
 
 
 def _load(data: bytes) -> SourceSet:
@@ -89,9 +63,9 @@ def test_unsafe_paths_are_refused(raw: str) -> None:
 
 def test_valid_zip_and_tar_give_the_same_sources() -> None:
     files = {"index.js": b"import App from './src/App';", "src/App.js": b"export default 1;"}
-    from_zip = _load(_zip({"src/": b"", **files}))
-    tar_members = [_member(name) for name in files]
-    from_tar = _load(_tar(tar_members, files))
+    from_zip = _load(make_zip({"src/": b"", **files}))
+    tar_members = [tar_member(name) for name in files]
+    from_tar = _load(make_tar(tar_members, files))
     assert from_zip.files == from_tar.files == files
     assert from_zip.source_hash == from_tar.source_hash
     assert from_zip.require("./index.js") == "index.js"
@@ -111,35 +85,36 @@ def test_entry_file_must_be_among_the_sources() -> None:
 
 @pytest.mark.parametrize("name", ["../evil.js", "../../etc/cron.d/x", "/abs/evil.js", "a/../../b"])
 def test_archives_with_escaping_paths(name: str) -> None:
-    _refused(_zip({name: b"boom"}), "relative|'\\.\\.'")
-    _refused(_tar([_member(name)], {name: b"boom"}), "relative|'\\.\\.'")
+    _refused(make_zip({name: b"boom"}), "relative|'\\.\\.'")
+    _refused(make_tar([tar_member(name)], {name: b"boom"}), "relative|'\\.\\.'")
 
 
 def test_zip_symlink_is_refused() -> None:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        link = zipfile.ZipInfo("index.js")
-        link.external_attr = (stat.S_IFLNK | 0o777) << 16
-        archive.writestr(link, "/etc/passwd")
-    _refused(buffer.getvalue(), "regular files")
+    _refused(zip_symlink("index.js", "/etc/passwd"), "regular files")
+
+
+@pytest.mark.parametrize("name", sorted(hostile_archives()))
+def test_every_hostile_archive_is_refused(name: str) -> None:
+    archive, reason = hostile_archives()[name]
+    _refused(archive, reason)
 
 
 @pytest.mark.parametrize(
     "member",
     [
-        _member("index.js", tarfile.SYMTYPE, "/etc/passwd"),
-        _member("index.js", tarfile.LNKTYPE, "/etc/passwd"),
-        _member("dev", tarfile.CHRTYPE),
-        _member("fifo", tarfile.FIFOTYPE),
+        tar_member("index.js", tarfile.SYMTYPE, "/etc/passwd"),
+        tar_member("index.js", tarfile.LNKTYPE, "/etc/passwd"),
+        tar_member("dev", tarfile.CHRTYPE),
+        tar_member("fifo", tarfile.FIFOTYPE),
     ],
     ids=["symlink", "hardlink", "device", "fifo"],
 )
 def test_tar_special_files_are_refused(member: tarfile.TarInfo) -> None:
-    _refused(_tar([member], {}), "regular files")
+    _refused(make_tar([member], {}), "regular files")
 
 
 def test_zip_bomb_is_refused() -> None:
-    bomb = _zip({"index.js": b"0" * (60 * 1024 * 1024)})
+    bomb = make_zip({"index.js": b"0" * (60 * 1024 * 1024)})
     assert len(bomb) < 100 * 1024  # 60 MB that compress to a few dozen KB
     _refused(bomb, "expands more than")
 
@@ -147,19 +122,21 @@ def test_zip_bomb_is_refused() -> None:
 def test_zip_whose_headers_lie_about_sizes_is_still_bounded() -> None:
     """Many entries, each under the per-file ratio check, that together exceed 50 MB."""
     entries = {f"part{index}.js": bytes([65 + index]) * (900 * 1024) for index in range(60)}
-    _refused(_zip(entries, compression=zipfile.ZIP_STORED), "larger than 50 MB")
+    _refused(make_zip(entries, compression=zipfile.ZIP_STORED), "larger than 50 MB")
 
 
 def test_tar_gz_bomb_is_refused() -> None:
-    _refused(_tar([_member("index.js")], {"index.js": b"\0" * (60 * 1024 * 1024)}), "larger than")
+    _refused(
+        make_tar([tar_member("index.js")], {"index.js": b"\0" * (60 * 1024 * 1024)}), "larger than"
+    )
 
 
 def test_too_many_files_are_refused() -> None:
-    _refused(_zip({f"f{index}.js": b"" for index in range(MAX_FILES + 1)}), "More than 5000")
+    _refused(make_zip({f"f{index}.js": b"" for index in range(MAX_FILES + 1)}), "More than 5000")
 
 
 def test_damaged_and_unknown_archives_are_refused() -> None:
-    good = _zip({"index.js": b"x" * 1000})
+    good = make_zip({"index.js": b"x" * 1000})
     _refused(good[: len(good) // 2], "damaged")
     _refused(b"just some text, not an archive at all" * 20, "zip or a .tar.gz")
 
@@ -188,8 +165,8 @@ def test_extraction_never_writes_outside_its_directory(tmp_path: Path) -> None:
     destination = tmp_path / "builds" / "app"
     destination.mkdir(parents=True)
     for name, kind in (("../outside.js", tarfile.REGTYPE), ("link", tarfile.SYMTYPE)):
-        crafted = _tar(
-            [_member(name, kind, "/etc")], {name: b"x"} if kind == tarfile.REGTYPE else {}
+        crafted = make_tar(
+            [tar_member(name, kind, "/etc")], {name: b"x"} if kind == tarfile.REGTYPE else {}
         )
         with pytest.raises(PreviewError):
             extract_archive(crafted, destination)

@@ -45,7 +45,8 @@ async def request_build(
         return previews.ready_answer(build)
     if view is not None and view.status == BuildPhase.FAILED and view.error is not None:
         error_type = StorageError if view.error.code == ErrorCode.STORAGE_ERROR else PreviewError
-        raise error_type(view.error.message, code=view.error.code, details=view.error.details)
+        details = {**view.error.details, "build_id": build.build_id}
+        raise error_type(view.error.message, code=view.error.code, details=details)
     return BuildAccepted(
         build_id=build.build_id,
         status=view.status if view is not None else BuildPhase.QUEUED,
