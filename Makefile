@@ -27,7 +27,7 @@ bench: $(INSTALLED) $(NODE_MODULES) services
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core services api cli migrations workflows activities bench
+	$(BIN)/mypy core services api cli migrations workflows activities bench tests
 
 install: $(INSTALLED)
 

@@ -71,6 +71,8 @@ class DevStack:
         # What to do once a child has stopped (by name): e.g. remove the sockets it left.
         self._after_stop: dict[str, Callable[[], None]] = {}
         self._storage_note = ""
+        self._worker: ManagedProcess | None = None
+        self._stop_signal: str | None = None
 
     def run(self) -> int:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -82,12 +84,17 @@ class DevStack:
         }
         try:
             env = self._environment()
-            self._start_temporal(env)
-            self._start_storage(env)
-            worker = self._start_worker(env)
-            self._start_api(env)
-            self._wait_for_worker(worker)
-            self._announce(env)
+            steps = (
+                self._start_temporal,
+                self._start_storage,
+                self._start_worker,  # warms Metro up while the API starts
+                self._start_api,
+                self._wait_for_worker,
+                self._announce,
+            )
+            for step in steps:
+                self._check_stop()
+                step(env)
             return self._supervise()
         except _Stop:
             return 0
@@ -95,16 +102,26 @@ class DevStack:
             log.exception("dev stack failed")
             return 1
         finally:
+            # A second Ctrl-C must not interrupt the orderly shutdown that the first one starts.
+            for sig in previous_handlers:
+                signal.signal(sig, signal.SIG_IGN)
+            self._stop_children()
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
-            self._stop_children()
             flush_logging()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        # A second Ctrl-C must not interrupt the orderly shutdown that the first one starts.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
-        raise _Stop(signal.Signals(signum).name)
+        self._stop_signal = signal.Signals(signum).name
+        # Interrupts whatever is waiting. Where Python swallows it (raised in a weakref
+        # callback during garbage collection, say), the next step or the supervision loop
+        # sees the flag instead.
+        raise _Stop(self._stop_signal)
+
+    def _check_stop(self) -> None:
+        if self._stop_signal is not None:
+            raise _Stop(self._stop_signal)
 
     # --- choosing the backing services --------------------------------------------------
 
@@ -185,7 +202,8 @@ class DevStack:
             ),
             log_file=self.data_dir / "temporal.log",
         )
-        self.children.append(server.start())
+        self.children.append(server)
+        server.start()
         server.wait_for_port("127.0.0.1", self.temporal_port, timeout_s=60)
         log.info(
             "Temporal dev server started",
@@ -234,8 +252,9 @@ class DevStack:
             cwd=root,
             log_file=log_dir / "weed.out",
         )
-        self.children.append(server.start())
         self._after_stop[server.name] = lambda: weed.remove_grpc_sockets(ports)
+        self.children.append(server)
+        server.start()
         weed.wait_until_ready(ports, access_key, secret_key, timeout_s=60, alive=server.running)
         endpoint = weed.endpoint_url(ports)
         weed.create_bucket(endpoint, access_key, secret_key, settings.r2_bucket)
@@ -246,7 +265,7 @@ class DevStack:
         )
         self._storage_note = f"{endpoint} (SeaweedFS in {root})"
 
-    def _start_worker(self, env: dict[str, str]) -> ManagedProcess:
+    def _start_worker(self, env: dict[str, str]) -> None:
         """One worker on cpu_tasks; it warms Metro up before it polls (`_wait_for_worker`)."""
         metro = self.settings.bundler_dir / "node_modules" / "metro"
         if not metro.is_dir():
@@ -262,12 +281,14 @@ class DevStack:
         else:
             env["BUNDLER_WORK_DIR"] = str(self.data_dir / "bundler")
         command = [sys.executable, "-m", "cli", "worker", "--queue", CPU_TASK_QUEUE]
-        worker = ManagedProcess("worker", command, env=env)
-        self.children.append(worker.start())
-        return worker
+        self._worker = ManagedProcess("worker", command, env=env)
+        self.children.append(self._worker)
+        self._worker.start()
 
-    def _wait_for_worker(self, worker: ManagedProcess) -> None:
+    def _wait_for_worker(self, _env: dict[str, str]) -> None:
         """Wait until the worker polls its task queue (Metro is warm by then)."""
+        worker = self._worker
+        assert worker is not None
         assert worker.pid is not None
         task_queue = self.settings.task_queue(CPU_TASK_QUEUE)
         asyncio.run(
@@ -283,7 +304,8 @@ class DevStack:
 
     def _start_api(self, env: dict[str, str]) -> None:
         api = ManagedProcess("api", [sys.executable, "-m", "cli", "api"], env=env)
-        self.children.append(api.start())
+        self.children.append(api)
+        api.start()
         api.wait_for_port("127.0.0.1", self.api_port, timeout_s=60)
 
     def _announce(self, env: dict[str, str]) -> None:
@@ -302,12 +324,13 @@ class DevStack:
         print("\n".join(lines), file=sys.stderr, flush=True)
 
     def _supervise(self) -> int:
-        while True:
+        while self._stop_signal is None:
             for child in self.children:
                 if not child.running():
                     log.error("%s exited unexpectedly; stopping the dev stack", child.name)
                     return 1
             time.sleep(_POLL_INTERVAL_S)
+        return 0
 
     def _stop_children(self) -> None:
         # Started as Temporal, SeaweedFS, worker, API: so the API and the worker stop first,

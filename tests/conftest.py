@@ -69,7 +69,7 @@ def make_settings(database_url: str, redis_prefix: str, log_dir: Path) -> Callab
             "temporal_address": "127.0.0.1:1",
         }
         values.update(overrides)
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        return Settings(_env_file=None, **values)
 
     return build
 

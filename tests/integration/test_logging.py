@@ -41,6 +41,7 @@ def test_log_lines_carry_the_request_context(
     assert access[0]["user_id"] == account.id
     assert access[0]["status"] == 200
     assert access[0]["path"] == "/api/v1/users/me"
+    assert isinstance(access[0]["duration_ms"], float)
     assert access[0]["duration_ms"] >= 0
 
 

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import httpx2
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -200,7 +201,7 @@ def test_twenty_concurrent_builds_of_different_sources(preview_api: PreviewApi) 
     project_id = preview_api.create_project()
     markers = [uuid.uuid4().hex for _ in range(20)]
 
-    def build_one(marker: str) -> httpx.Response:
+    def build_one(marker: str) -> httpx2.Response:
         return preview_api.build(project_id, unique_app(marker), wait=0)
 
     with ThreadPoolExecutor(20) as pool:
@@ -379,7 +380,7 @@ def test_another_users_project_and_builds_are_not_found(
     project_id = preview_api.create_project()
     ready = ready_build(preview_api, project_id)
     build_id = ready["build_id"]
-    requests = [
+    requests: list[tuple[str, str, dict[str, Any]]] = [
         ("POST", "/api/v1/preview/build", {"json": _build_body(project_id)}),
         ("GET", f"/api/v1/preview/builds/{build_id}", {}),
         ("GET", f"/api/v1/preview/builds?project_id={project_id}", {}),
