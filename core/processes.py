@@ -34,6 +34,33 @@ def split_host_port(address: str, default_port: int) -> tuple[str, int]:
     return host, int(port)
 
 
+def peak_rss_bytes(pid: int) -> int | None:
+    """Peak resident memory of a running process (VmHWM, Linux), or None when it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids of the processes whose command line contains `text` (Linux)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
 class ManagedProcess:
     """A child in its own process group, so that stopping it stops everything it spawned."""
 

@@ -30,7 +30,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from core import seaweedfs as weed
-from core.processes import ManagedProcess, free_port
+from core.processes import ManagedProcess, free_port, peak_rss_bytes
 from core.temporal import dev_server_command
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -63,18 +63,6 @@ def _start_time(pid: int) -> int | None:
     except OSError:
         return None
     return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def vm_hwm_bytes(pid: int) -> int | None:
-    """Peak resident memory of a running process (VmHWM), or None when it is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return None
 
 
 @dataclass
@@ -127,7 +115,7 @@ class Worker:
 
     def _record(self, pids: list[int]) -> None:
         for pid in pids:
-            peak, started = vm_hwm_bytes(pid), _start_time(pid)
+            peak, started = peak_rss_bytes(pid), _start_time(pid)
             if peak is None or started is None:
                 continue
             with self._lock:

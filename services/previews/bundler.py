@@ -30,6 +30,7 @@ from typing import Any
 
 from core.config import Settings
 from core.errors import ErrorCode, PreviewError
+from core.processes import peak_rss_bytes
 
 log = logging.getLogger(__name__)
 
@@ -149,16 +150,7 @@ class BundlerProcess:
 
     def peak_rss_bytes(self) -> int | None:
         """The process's peak resident memory so far (VmHWM), on Linux."""
-        if self.pid is None:
-            return None
-        try:
-            status = Path(f"/proc/{self.pid}/status").read_text()
-        except OSError:
-            return None
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        return None
+        return None if self.pid is None else peak_rss_bytes(self.pid)
 
     async def kill(self) -> None:
         """SIGKILL the whole process group now and reap the process."""

@@ -268,31 +268,10 @@ class PreviewService:
     async def describe(self, build: PreviewLog) -> BuildRead:
         """Status from the workflow while it runs; from the record once it has ended."""
         await self.session.refresh(build)
-        phase = BuildPhase(build.status)
-        error: BuildError | None = None
-        if phase in TERMINAL_PHASES:
-            if build.error_code:
-                error = BuildError(
-                    code=build.error_code,
-                    message=build.error_message or "",
-                    details=build.error_details or {},
-                )
-        else:
-            phase, error = await self._workflow_phase(build.build_id)
-        view = BuildRead(
-            build_id=build.build_id,
-            project_id=build.project_id,
-            status=phase,
-            platform=build.platform,
-            entry_file=build.entry_file,
-            environment=build.environment,
-            requested_at=build.timestamp,
-            completed_at=build.completed_at,
-            duration_ms=build.duration_ms,
-            bundle_size=build.bundle_size,
-            error=error,
-        )
-        if phase == BuildPhase.READY:
+        view = _recorded_view(build)
+        if view.status not in TERMINAL_PHASES:
+            view.status, view.error = await self._workflow_phase(build.build_id)
+        if view.status == BuildPhase.READY:
             view.url, view.token, view.expires_in = self._signed_access(build)
         return view
 
@@ -342,28 +321,7 @@ class PreviewService:
     ) -> Page[BuildRead]:
         project = await self.projects.get(owner, project_id)
         builds, total = await self.builds.list_for_project(project.id, limit=limit, offset=offset)
-        items = [
-            BuildRead(
-                build_id=build.build_id,
-                project_id=build.project_id,
-                status=BuildPhase(build.status),
-                platform=build.platform,
-                entry_file=build.entry_file,
-                environment=build.environment,
-                requested_at=build.timestamp,
-                completed_at=build.completed_at,
-                duration_ms=build.duration_ms,
-                bundle_size=build.bundle_size,
-                error=BuildError(
-                    code=build.error_code,
-                    message=build.error_message or "",
-                    details=build.error_details or {},
-                )
-                if build.error_code
-                else None,
-            )
-            for build in builds
-        ]
+        items = [_recorded_view(build) for build in builds]
         return Page(items=items, total=total, limit=limit, offset=offset)
 
     async def cancel(self, owner: User, build_id: str) -> BuildRead:
@@ -456,6 +414,30 @@ class PreviewService:
                 },
             )
         return ShareRead(build_id=build.build_id, username=recipient.username, shared_at=shared_at)
+
+
+def _recorded_view(build: PreviewLog) -> BuildRead:
+    """The build as its record has it (the status of a running build is the workflow's)."""
+    error = None
+    if build.error_code:
+        error = BuildError(
+            code=build.error_code,
+            message=build.error_message or "",
+            details=build.error_details or {},
+        )
+    return BuildRead(
+        build_id=build.build_id,
+        project_id=build.project_id,
+        status=BuildPhase(build.status),
+        platform=build.platform,
+        entry_file=build.entry_file,
+        environment=build.environment,
+        requested_at=build.timestamp,
+        completed_at=build.completed_at,
+        duration_ms=build.duration_ms,
+        bundle_size=build.bundle_size,
+        error=error,
+    )
 
 
 def _failure_error(failure: WorkflowFailureError) -> BuildError:

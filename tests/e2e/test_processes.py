@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.processes import ManagedProcess, free_port, port_open
+from core.processes import ManagedProcess, free_port, port_open, processes_mentioning
 from core.seaweedfs import WeedPorts
 from tests.fixtures.previews import METRO_CACHE
 from tests.helpers import (
@@ -60,20 +60,6 @@ def _register_login_create_list(base_url: str) -> None:
         assert created.status_code == 201, created.text
         listed = client.get("/api/v1/projects", headers=headers).json()
         assert [item["name"] for item in listed["items"]] == ["e2e"]
-
-
-def _processes_mentioning(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(int(entry.name))
-    return found
 
 
 @pytest.fixture
@@ -176,7 +162,7 @@ def _stop_like_ctrl_c(dev: ManagedProcess, ports: dict[str, int], data_dir: Path
     assert dev.process.wait(timeout=60) == 0
     for name, port in ports.items():
         assert not port_open("127.0.0.1", port), f"{name} still listening on {port}"
-    assert _processes_mentioning(str(data_dir)) == []
+    assert processes_mentioning(str(data_dir)) == []
     # SeaweedFS's gRPC sockets in /tmp are removed.
     s3_ports = WeedPorts.consecutive(ports["s3"])
     assert not [
@@ -266,10 +252,10 @@ def test_dev_stack_on_postgres_and_redis(
         _register_login_create_list(base_url)
         _build_and_download_preview(base_url)
         # One SeaweedFS and one warm Metro, both gone after Ctrl-C.
-        assert len(_processes_mentioning(f"-dir={tmp_path / 'data' / 'seaweedfs'} ")) == 1
-        assert len(_processes_mentioning(f"--workspace {bundler_dir}/")) == 1
+        assert len(processes_mentioning(f"-dir={tmp_path / 'data' / 'seaweedfs'} ")) == 1
+        assert len(processes_mentioning(f"--workspace {bundler_dir}/")) == 1
         _stop_like_ctrl_c(dev, ports, tmp_path / "data")
-        assert _processes_mentioning(f"{bundler_dir}/") == []
+        assert processes_mentioning(f"{bundler_dir}/") == []
     finally:
         dev.stop()
         drop_database(database)

@@ -20,14 +20,13 @@ from temporalio.client import Client
 
 from api.app import create_app
 from core.config import Settings
-from core.processes import ManagedProcess
+from core.processes import ManagedProcess, processes_mentioning
 from core.temporal import connect_temporal
 from services.previews.service import workflow_id
 from tests.fixtures.previews import (
     PreviewApi,
     ThreadWorker,
     alive,
-    processes_mentioning,
     register_on,
     settings_env,
     slow_app,
