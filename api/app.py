@@ -16,6 +16,7 @@ from api.routes import health
 from api.routes.v1 import router as v1_router
 from core.config import Settings, get_settings
 from core.logging import configure_logging, flush_logging
+from services.docs.schemas import MAX_CONTENT_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 re.compile(r"/api/v1/projects/[^/]+/sources"),
                 settings.max_source_upload_bytes,
             ),
+            # 1 MB of content, which JSON escaping can grow up to ~6x in the worst case.
+            ("POST", re.compile(r"/api/v1/docs/jobs"), 8 * MAX_CONTENT_BYTES),
         ],
     )
     app.add_middleware(RequestContextMiddleware)

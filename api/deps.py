@@ -20,6 +20,7 @@ from core.logging import current_request_context
 from core.models import User
 from services.auth.service import AuthService, authenticate_access_token
 from services.common import MAX_PAGE_SIZE
+from services.docs.service import DocJobService
 from services.notifications.service import NotificationService
 from services.previews.service import PreviewService
 from services.projects.service import ProjectService
@@ -117,7 +118,12 @@ async def get_preview_service(session: SessionDep, resources: ResourcesDep) -> P
     )
 
 
+async def get_doc_job_service(session: SessionDep, resources: ResourcesDep) -> DocJobService:
+    return DocJobService(session, resources.settings, resources.temporal)
+
+
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+DocJobServiceDep = Annotated[DocJobService, Depends(get_doc_job_service)]
 PreviewServiceDep = Annotated[PreviewService, Depends(get_preview_service)]
 NotificationServiceDep = Annotated[NotificationService, Depends(get_notification_service)]
 UserServiceDep = Annotated[UserService, Depends(get_user_service)]

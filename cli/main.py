@@ -3,6 +3,7 @@ configuration is unusable (e.g. production without a strong JWT_SECRET)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -76,7 +77,8 @@ def migrate(
 def worker(
     queue: Annotated[str, typer.Option(help="Temporal task queue")] = "cpu_tasks",
 ) -> None:
-    """Run a Temporal worker: preview builds on cpu_tasks."""
+    """Run a Temporal worker: workflows, preview builds and light steps on cpu_tasks; calls to
+    the local model on gpu_tasks."""
     import asyncio
 
     from cli.worker import QUEUES, run_worker
@@ -84,6 +86,41 @@ def worker(
     if queue not in QUEUES:
         _fail(f"unknown queue {queue!r}; choose one of: {', '.join(QUEUES)}")
     asyncio.run(run_worker(_settings(), queue))
+
+
+@app.command()
+def inference(
+    host: Annotated[str | None, typer.Option(help="Bind address (default: INFERENCE_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: INFERENCE_PORT)")] = None,
+    num_cpus: Annotated[
+        int | None, typer.Option(min=1, help="CPUs Ray may use (default: all of this machine's)")
+    ] = None,
+    ray_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Ray's directory, logs in session_latest/logs (default: INFERENCE_RAY_DIR)"
+        ),
+    ] = None,
+) -> None:
+    """Serve the local model (LOCAL_AI_MODEL_PATH, or the embedded SmolLM2) with Ray Serve on a
+    local Ray: an OpenAI-compatible API at http://INFERENCE_HOST:INFERENCE_PORT/v1."""
+    from cli.inference import default_options, run_inference_server
+    from inference.models import ModelNotFoundError, model_source
+
+    settings = _settings()
+    try:
+        model_source(settings.local_ai_model_path)  # fail here, not in a Ray replica
+    except ModelNotFoundError as error:
+        _fail(str(error))
+    options = default_options(settings)
+    options = replace(
+        options,
+        host=host or options.host,
+        port=port or options.port,
+        num_cpus=num_cpus or options.num_cpus,
+        ray_dir=(ray_dir or options.ray_dir).expanduser().resolve(),
+    )
+    raise typer.Exit(code=run_inference_server(settings, options))
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""`hivesync worker --queue cpu_tasks`: a Temporal worker for preview builds."""
+"""`hivesync worker --queue cpu_tasks|gpu_tasks`: a Temporal worker."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio.worker import Worker
 
+from activities.docs import DocActivities
 from activities.preview import PreviewActivities
 from core.config import Settings
 from core.db import create_engine, create_session_factory
@@ -19,64 +21,95 @@ from core.logging import configure_logging, flush_logging
 from core.redis import create_redis
 from core.storage import Storage
 from core.temporal import connect_temporal
+from inference.engine import AIEngine, create_http_client
+from inference.engine import create_engine as create_ai_engine
 from services.notifications.hub import NotificationHub
 from services.previews.builder import Builder
 from services.previews.bundler import BundlerPool
 from services.previews.toolchain import toolchain_versions
-from workflows.contracts import CPU_TASK_QUEUE
+from workflows.contracts import CPU_TASK_QUEUE, GPU_TASK_QUEUE
+from workflows.docs import DocPassWorkflow
 from workflows.preview import PreviewBuildWorkflow
 
 log = logging.getLogger("hivesync.worker")
 
-QUEUES = (CPU_TASK_QUEUE,)
+QUEUES = (CPU_TASK_QUEUE, GPU_TASK_QUEUE)
 
 
 @dataclass(frozen=True)
 class RunningWorker:
     worker: Worker
-    bundler: BundlerPool
+    bundler: BundlerPool | None  # cpu_tasks only
+    engine: AIEngine
 
 
 @asynccontextmanager
 async def open_worker(settings: Settings, queue: str) -> AsyncIterator[RunningWorker]:
-    """A worker polling `queue` (a kind from QUEUES), with its bundlers warm, until the block
-    ends; then it finishes or hands back its tasks and stops its bundlers."""
+    """A worker polling `queue` (a kind from QUEUES) until the block ends; then it finishes or
+    hands back its tasks and stops its bundlers.
+
+    cpu_tasks runs both workflows, preview builds (with warm Metro processes) and the light
+    steps of documentation jobs, and model calls too when the local model is disabled.
+    gpu_tasks runs only the model calls that go to the local model first."""
     client = await connect_temporal(settings, lazy=False)
     engine = create_engine(settings)
     redis = create_redis(settings) if settings.rate_limit_backend == "redis" else None
-    bundler = BundlerPool(settings)
+    http = create_http_client(settings)
+    ai_engine = create_ai_engine(settings, http, redis)
+    hub = NotificationHub(redis, settings.redis_key_prefix)
+    sessions = create_session_factory(engine)
+    docs = DocActivities(ai_engine, sessions, hub)
+    bundler = BundlerPool(settings) if queue == CPU_TASK_QUEUE else None
     try:
-        await bundler.start()
-        activities = PreviewActivities(
-            Builder(Storage(settings), bundler, toolchain_versions(settings.bundler_dir)),
-            create_session_factory(engine),
-            NotificationHub(redis, settings.redis_key_prefix),
-        )
+        if bundler is not None:
+            await bundler.start()
+            previews = PreviewActivities(
+                Builder(Storage(settings), bundler, toolchain_versions(settings.bundler_dir)),
+                sessions,
+                hub,
+            )
+            options: dict[str, Any] = {
+                "workflows": [PreviewBuildWorkflow, DocPassWorkflow],
+                "activities": [
+                    previews.build_preview,
+                    previews.record_preview_outcome,
+                    previews.notify_preview_outcome,
+                    docs.plan_doc_job,
+                    docs.generate_doc_text,
+                    docs.assemble_doc_job,
+                    docs.record_doc_outcome,
+                    docs.notify_doc_outcome,
+                ],
+                # A few builds more than there are bundlers wait here for one (heartbeating);
+                # the rest wait in Temporal's queue, where the backlog is visible. The other
+                # slots keep the quick steps and model calls moving.
+                "max_concurrent_activities": settings.bundler_processes + 8,
+            }
+        else:
+            options = {
+                "activities": [docs.generate_doc_text],
+                # Enough calls in flight to fill the local model's batches, no more: the rest
+                # wait in gpu_tasks, whose backlog drives the GPU autoscaler.
+                "max_concurrent_activities": settings.inference_max_batch_size * 2,
+            }
         worker = Worker(
             client,
             task_queue=settings.task_queue(queue),
-            workflows=[PreviewBuildWorkflow],
-            activities=[
-                activities.build_preview,
-                activities.record_preview_outcome,
-                activities.notify_preview_outcome,
-            ],
-            # A few builds more than there are bundlers wait here for one (heartbeating);
-            # the rest wait in Temporal's queue, where the backlog is visible. The extra
-            # slots also keep the quick bookkeeping activities moving.
-            max_concurrent_activities=settings.bundler_processes + 4,
             graceful_shutdown_timeout=timedelta(seconds=10),
-            # Heartbeats carry the build's phase (read by the API) and bring cancellation back:
+            # Heartbeats carry a build's phase (read by the API) and bring cancellation back:
             # send them within a second rather than at 80% of the heartbeat timeout.
             max_heartbeat_throttle_interval=timedelta(seconds=1),
             default_heartbeat_throttle_interval=timedelta(seconds=1),
+            **options,
         )
         async with worker:
             log.info("worker started", extra={"task_queue": settings.task_queue(queue)})
-            yield RunningWorker(worker, bundler)
+            yield RunningWorker(worker, bundler, ai_engine)
             log.info("worker stopping")
     finally:
-        await bundler.close()
+        if bundler is not None:
+            await bundler.close()
+        await http.aclose()
         if redis is not None:
             await redis.aclose()
         await engine.dispose()

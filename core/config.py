@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -92,10 +93,51 @@ class Settings(BaseSettings):
     email_provider: Literal["console", "resend"] = "console"
     resend_api_key: SecretStr | None = None
 
-    # AI engine
-    openai_api_key: SecretStr | None = None
-    local_ai_model_path: str | None = None
+    # AI engine: local model (OpenAI-compatible, served by `hivesync inference`), then OpenAI
+    # primary, then OpenAI secondary. A provider without a key (or disabled) is skipped.
     local_ai_enabled: bool = True
+    # Folder (or GGUF file) of the local model; None = the embedded SmolLM2-135M-Instruct.
+    local_ai_model_path: str | None = None
+    local_ai_base_url: str = "http://127.0.0.1:8010/v1"
+    # The model name the local server announces (and that requests name).
+    local_ai_model: str = "local"
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_model: str = "gpt-4o-mini"
+    openai_secondary_api_key: SecretStr | None = None
+    openai_secondary_base_url: str = "https://api.openai.com/v1"
+    openai_secondary_model: str = "gpt-4o-mini"
+    # One provider call: connect and total time before the next provider is tried.
+    ai_connect_timeout_s: Annotated[float, Field(gt=0)] = 3.0
+    ai_request_timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    # A 429 whose Retry-After is within this budget is waited for, once, before failing over.
+    ai_retry_after_budget_s: Annotated[float, Field(ge=0)] = 2.0
+    # Circuit breaker (shared through Redis): after this many failures in a row a provider is
+    # skipped for the cool-off, then tried again.
+    ai_breaker_failures: Annotated[int, Field(ge=1)] = 3
+    ai_breaker_cooloff_s: Annotated[float, Field(gt=0)] = 30.0
+    # Generation requests of one documentation job in flight at once.
+    docs_max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+
+    # The local model server (`hivesync inference`, Ray Serve).
+    inference_host: str = "127.0.0.1"
+    inference_port: Annotated[int, Field(ge=1, le=65535)] = 8010
+    # Per replica: GPUs (1 on the GPU pool, 0 on CPU) and CPUs (fractional on small machines).
+    inference_num_gpus: Annotated[float, Field(ge=0)] = 0
+    inference_num_cpus: Annotated[float, Field(gt=0)] = 0.5
+    inference_min_replicas: Annotated[int, Field(ge=0)] = 1
+    inference_max_replicas: Annotated[int, Field(ge=1)] = 1
+    # Requests batched together by a replica, and how long a batch waits to fill.
+    inference_max_batch_size: Annotated[int, Field(ge=1)] = 8
+    inference_batch_wait_s: Annotated[float, Field(ge=0)] = 0.05
+    # Where a GGUF model is converted once to a transformers folder.
+    inference_cache_dir: Path = Path(".data/models")
+    # Torch threads of a replica; None = its INFERENCE_NUM_CPUS rounded up under Ray, every CPU
+    # of the process when the model runs in process.
+    inference_torch_threads: Annotated[int, Field(ge=1)] | None = None
+    # Ray's own directory (its logs are in session_latest/logs): short and absolute, since Ray
+    # puts Unix sockets in it and their paths may not exceed 107 bytes.
+    inference_ray_dir: Path = Path(tempfile.gettempdir()) / "hivesync-ray"
 
     # Preview builds
     preview_max_timeout_ms: Annotated[int, Field(ge=100)] = 120_000
@@ -205,6 +247,7 @@ class Settings(BaseSettings):
                 self.redis_password,
                 self.resend_api_key,
                 self.openai_api_key,
+                self.openai_secondary_api_key,
                 self.r2_access_key,
                 self.r2_secret_key,
             )

@@ -119,5 +119,12 @@ class PreviewError(AppError):
     default_code = ErrorCode.PREVIEW_ERROR
 
 
+class AIError(AppError):
+    """No AI provider gave a usable answer; `details.providers` says why for each."""
+
+    status_code = 502
+    default_code = ErrorCode.AI_ERROR
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}

@@ -62,7 +62,10 @@ class AIRequest(SQLModel, table=True):
     """One AI documentation job (filled by the docs workflow)."""
 
     __tablename__ = "ai_requests"
-    __table_args__ = (sa.Index("ix_ai_requests_project_created", "project_id", "created_at"),)
+    __table_args__ = (
+        sa.Index("ix_ai_requests_project_created", "project_id", "created_at"),
+        sa.UniqueConstraint("job_key", name="uq_ai_requests_job_key"),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     project_id: uuid.UUID = Field(foreign_key="projects.id", ondelete="CASCADE")
@@ -76,6 +79,17 @@ class AIRequest(SQLModel, table=True):
     error: str | None = Field(default=None, sa_type=sa.Text)
     created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, nullable=False)
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Identical requests (project, job type, path, language, content) share the job.
+    job_key: str = Field(max_length=64)
+    language: str = Field(max_length=16)
+    model: str | None = Field(default=None, max_length=128)
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    duration_ms: int | None = None
+    error_code: str | None = Field(default=None, max_length=32)
+    error_details: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    # The checked edits, patched content, diff and suggestions (services.docs.schemas.DocEdits).
+    result: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
 
 
 class PreviewLog(SQLModel, table=True):

@@ -20,7 +20,13 @@ from core.processes import ManagedProcess, free_port
 from core.temporal import dev_server_command
 from tests.helpers import REDIS_URL, TEST_JWT_SECRET, delete_redis_keys, temporary_database
 
-pytest_plugins = ["tests.fixtures.storage", "tests.fixtures.previews"]
+pytest_plugins = [
+    "tests.fixtures.storage",
+    "tests.fixtures.previews",
+    "tests.fixtures.openai_stub",
+    "tests.fixtures.docs",
+    "tests.fixtures.models",
+]
 
 
 @pytest.fixture

@@ -14,12 +14,11 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
-from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
-        BuildError,
         BuildPhase,
+        JobError,
         PreviewArtifacts,
         PreviewBuildInput,
         PreviewOutcome,
@@ -60,7 +59,7 @@ class PreviewBuildWorkflow:
             if is_cancelled_exception(failure):  # the build was cancelled while it ran
                 await self._finish(request, BuildPhase.CANCELLED)
                 raise
-            error = _build_error(failure)
+            error = JobError.from_failure(failure.cause, "PREVIEW_ERROR")
             await self._finish(request, BuildPhase.FAILED, error=error)
             raise ApplicationError(
                 error.message, error.model_dump(), type=error.code, non_retryable=True
@@ -77,7 +76,7 @@ class PreviewBuildWorkflow:
         phase: BuildPhase,
         *,
         artifacts: PreviewArtifacts | None = None,
-        error: BuildError | None = None,
+        error: JobError | None = None,
     ) -> None:
         elapsed = workflow.now() - request.requested_at
         outcome = PreviewOutcome(
@@ -96,17 +95,3 @@ class PreviewBuildWorkflow:
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=BOOKKEEPING_RETRY,
             )
-
-
-def _build_error(failure: ActivityError) -> BuildError:
-    """The build's error as clients see it: the code, message and details the activity gave,
-    or a generic preview error when no worker could finish (timeouts, lost workers)."""
-    cause = failure.cause
-    if isinstance(cause, ApplicationError):
-        detail = cause.details[0] if cause.details else None
-        if isinstance(detail, dict) and "code" in detail:
-            return BuildError.model_validate(detail)
-        return BuildError(code=cause.type or "PREVIEW_ERROR", message=cause.message)
-    if isinstance(cause, TemporalTimeoutError):
-        return BuildError(code="PREVIEW_ERROR", message="No worker finished the build in time")
-    return BuildError(code="PREVIEW_ERROR", message=str(cause or failure))

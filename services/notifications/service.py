@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.models import Notification
@@ -12,6 +14,9 @@ from services.notifications.repository import NotificationRepository
 from services.notifications.schemas import NotificationPage, NotificationRead, NotificationType
 
 BACKLOG_LIMIT = 500
+
+
+log = logging.getLogger(__name__)
 
 
 class NotificationService:
@@ -30,6 +35,18 @@ class NotificationService:
         message = NotificationRead.model_validate(notification)
         await self.hub.publish(user_id, message.model_dump(mode="json"))
         return message
+
+    async def notify_if_present(
+        self, user_id: uuid.UUID, type_: NotificationType, payload: dict[str, Any]
+    ) -> NotificationRead | None:
+        """`notify`, for jobs that end after their user may have been deleted: then nobody is
+        told (the foreign key refuses the row), instead of retrying forever."""
+        try:
+            return await self.notify(user_id, type_, payload)
+        except IntegrityError:
+            await self.session.rollback()
+            log.info("notification dropped: user %s no longer exists", user_id)
+            return None
 
     async def list_after(self, user_id: uuid.UUID, *, after: int, limit: int) -> NotificationPage:
         rows = await self.notifications.list_after(user_id, after=after, limit=limit)

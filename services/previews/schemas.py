@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field, model_validator
 
 from services.common import InputModel
-from workflows.contracts import BuildError, BuildPhase, Environment, Platform
+from workflows.contracts import BuildPhase, Environment, JobError, Platform
 
 
 class Base64File(InputModel):
@@ -59,7 +59,7 @@ class BuildRead(BaseModel):
     completed_at: datetime | None = None
     duration_ms: int | None = None
     bundle_size: int | None = None
-    error: BuildError | None = None
+    error: JobError | None = None
     url: str | None = Field(default=None, description="When ready: signed bundle URL")
     token: str | None = Field(default=None, description="When ready: preview token")
     expires_in: int | None = None

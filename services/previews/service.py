@@ -19,7 +19,6 @@ from temporalio.client import (
     WorkflowHandle,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.clock import utc_now
@@ -58,8 +57,8 @@ from services.users.repository import UserRepository
 from workflows.contracts import (
     CPU_TASK_QUEUE,
     TERMINAL_PHASES,
-    BuildError,
     BuildPhase,
+    JobError,
     PreviewBuildInput,
 )
 
@@ -287,7 +286,7 @@ class PreviewService:
         )
         return url, token.token, ttl
 
-    async def _workflow_phase(self, build_id: str) -> tuple[BuildPhase, BuildError | None]:
+    async def _workflow_phase(self, build_id: str) -> tuple[BuildPhase, JobError | None]:
         handle = self._handle(build_id)
         try:
             description = await handle.describe()
@@ -313,7 +312,7 @@ class PreviewService:
         try:
             await handle.result()
         except WorkflowFailureError as failure:
-            return BuildPhase.FAILED, _failure_error(failure)
+            return BuildPhase.FAILED, JobError.from_failure(failure.cause, ErrorCode.PREVIEW_ERROR)
         return BuildPhase.FAILED, None
 
     async def list(
@@ -420,7 +419,7 @@ def _recorded_view(build: PreviewLog) -> BuildRead:
     """The build as its record has it (the status of a running build is the workflow's)."""
     error = None
     if build.error_code:
-        error = BuildError(
+        error = JobError(
             code=build.error_code,
             message=build.error_message or "",
             details=build.error_details or {},
@@ -438,15 +437,3 @@ def _recorded_view(build: PreviewLog) -> BuildRead:
         bundle_size=build.bundle_size,
         error=error,
     )
-
-
-def _failure_error(failure: WorkflowFailureError) -> BuildError:
-    cause = failure.cause
-    if isinstance(cause, ApplicationError):
-        detail = cause.details[0] if cause.details else None
-        if isinstance(detail, dict) and "code" in detail:
-            return BuildError.model_validate(detail)
-        return BuildError(code=cause.type or ErrorCode.PREVIEW_ERROR, message=cause.message)
-    if isinstance(cause, CancelledError):
-        return BuildError(code=ErrorCode.PREVIEW_ERROR, message="The build was cancelled")
-    return BuildError(code=ErrorCode.PREVIEW_ERROR, message=str(cause or failure))

@@ -30,11 +30,11 @@ from tests.archives import hostile_archives
 from tests.fixtures.previews import (
     EXAMPLE_APP,
     PreviewApi,
-    ThreadWorker,
     app_files,
     register_on,
     unique_app,
 )
+from tests.fixtures.workers import ThreadWorker
 from tests.helpers import libpq_url
 
 pytestmark = pytest.mark.usefixtures("preview_worker")

@@ -25,7 +25,6 @@ from core.temporal import connect_temporal
 from services.previews.service import workflow_id
 from tests.fixtures.previews import (
     PreviewApi,
-    ThreadWorker,
     alive,
     register_on,
     settings_env,
@@ -34,6 +33,7 @@ from tests.fixtures.previews import (
     wait_until,
 )
 from tests.fixtures.storage import SeaweedFS
+from tests.fixtures.workers import ThreadWorker
 
 
 def zip_of(files: dict[str, Any]) -> bytes:
@@ -89,6 +89,7 @@ def bundler_pids(preview_worker: ThreadWorker) -> list[int]:
     """The worker's bundler processes, running (started if needed)."""
     assert preview_worker.running is not None
     pool = preview_worker.running.bundler
+    assert pool is not None
     future = asyncio.run_coroutine_threadsafe(pool.start(), preview_worker.loop)
     future.result(timeout=120)
     return pool.pids

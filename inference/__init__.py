@@ -1,0 +1,1 @@
+"""The AI engine (providers with failover), the local model and its OpenAI-compatible server."""

@@ -1,0 +1,150 @@
+"""The local model on Ray Serve: the OpenAI-compatible app of inference/openai_app.py as the
+ingress of a deployment whose replicas each hold the model and batch with `@serve.batch`.
+
+`build_app(settings)` gives the Serve application; `hivesync inference` (cli/inference.py) runs
+it on a local Ray, and on Kubernetes a KubeRay RayService runs it with
+`import_path: inference.serve:app` (the application built from the environment's settings).
+
+Where vLLM is installed on a GPU machine, Ray Serve's LLM support (`ray.serve.llm`,
+`build_openai_app`) could serve the model instead, with continuous batching and the same
+OpenAI protocol; this module stays the transformers path that runs anywhere, CPU included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray import serve
+
+from inference.batching import BatchStats
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from ray.serve import Application
+
+    from core.config import Settings
+    from inference.local_model import ChatRequest, Completion, PreparedChat
+
+log = logging.getLogger("hivesync.inference.serve")
+
+APP_NAME = "hivesync-inference"
+DEPLOYMENT_NAME = "LocalModel"
+
+
+def autoscaling_config(settings: Settings) -> dict[str, Any]:
+    """Replica autoscaling for a batching LLM server.
+
+    - target_ongoing_requests = 2 x max_batch_size: a replica is fully used when one batch
+      runs while the next one fills, and that costs little more than one request alone (the
+      batch decodes in lockstep). Ray's default target of 2 would add a replica, which loads a
+      model and holds a GPU, as soon as two requests overlap, long before batching saturates.
+    - upscale_delay_s = 30: the load must last before a replica is added; a burst shorter
+      than that drains faster than a new replica loads its model (SmolLM2 on CPU ~2-15 s, a
+      7-8B model on a GPU a minute or more).
+    - downscale_delay_s = 600: keep a loaded replica through a lull of up to 10 minutes,
+      since getting it back costs a model load (and the GPU may be gone meanwhile).
+    - look_back_period_s = 30: the load is averaged over the lifetime of a few long requests.
+    """
+    return {
+        "min_replicas": settings.inference_min_replicas,
+        "initial_replicas": max(1, settings.inference_min_replicas),
+        "max_replicas": max(settings.inference_max_replicas, settings.inference_min_replicas),
+        "target_ongoing_requests": 2 * settings.inference_max_batch_size,
+        "upscale_delay_s": 30.0,
+        "downscale_delay_s": 600.0,
+        "look_back_period_s": 30.0,
+    }
+
+
+def max_ongoing_requests(settings: Settings) -> int:
+    """Requests a replica accepts at once: 4 batches' worth, twice the autoscaling target, so a
+    busy replica still queues a few batches itself. Beyond that, requests wait in Serve's
+    proxy for a replica with room, which may be a new one (back pressure, not failure)."""
+    return 4 * settings.inference_max_batch_size
+
+
+def torch_threads(settings: Settings) -> int:
+    """A replica's torch threads: INFERENCE_TORCH_THREADS, else its CPUs rounded up."""
+    return settings.inference_torch_threads or max(1, math.ceil(settings.inference_num_cpus))
+
+
+def build_app(settings: Settings) -> Application:
+    """The Serve application of the local model: resources, autoscaling and batching from the
+    settings. Replicas get only what they need from them (no secrets)."""
+    model_path = _absolute(settings.local_ai_model_path)
+    cache_dir = settings.inference_cache_dir.expanduser().resolve()
+    threads = torch_threads(settings)
+    model_name = settings.local_ai_model
+
+    @serve.deployment(
+        name=DEPLOYMENT_NAME,
+        ray_actor_options={
+            "num_gpus": settings.inference_num_gpus,
+            "num_cpus": settings.inference_num_cpus,
+        },
+        autoscaling_config=autoscaling_config(settings),
+        max_ongoing_requests=max_ongoing_requests(settings),
+        # Loading a model is slow: give replicas time to start, and in-flight batches time to
+        # finish when one stops.
+        health_check_period_s=10,
+        health_check_timeout_s=60,
+        graceful_shutdown_timeout_s=60,
+    )
+    @serve.ingress()
+    class LocalModelServer:
+        """One replica: the model, its batch queue, and the OpenAI app over them."""
+
+        def __init__(self) -> None:
+            from inference.local_model import LocalModel
+
+            self.model = LocalModel.load(model_path, cache_dir=cache_dir, num_threads=threads)
+            self.stats = BatchStats()
+
+        def __serve_build_asgi_app__(self) -> FastAPI:
+            from inference.openai_app import create_openai_app
+
+            return create_openai_app(self.generate, model_name=model_name, stats=self.stats.as_dict)
+
+        async def generate(self, request: ChatRequest) -> Completion:
+            # Checked and tokenized one by one, so that a bad request fails alone.
+            prepared = await asyncio.to_thread(self.model.prepare, request)
+            completion: Completion = await self.generate_batch(prepared)
+            return completion
+
+        @serve.batch(  # type: ignore[untyped-decorator]  # Ray is Any to mypy
+            max_batch_size=settings.inference_max_batch_size,
+            batch_wait_timeout_s=settings.inference_batch_wait_s,
+        )
+        async def generate_batch(self, batch: list[PreparedChat]) -> list[Completion]:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            # In a thread: the replica's event loop keeps serving health checks and /v1/models.
+            completions = await asyncio.to_thread(self.model.generate, batch)
+            self.stats.record(len(batch), loop.time() - started)
+            return completions
+
+    # The decorators made the class a Serve Deployment (mypy still sees the class).
+    deployment: Any = LocalModelServer
+    application: Application = deployment.bind()
+    return application
+
+
+def _absolute(path: str | None) -> str | None:
+    """A configured model path made absolute here: a replica's working directory may differ."""
+    if not path:
+        return None
+    return str(Path(path).expanduser().resolve())
+
+
+def __getattr__(name: str) -> Any:
+    """`inference.serve:app` for `serve run` / a RayService: built from the environment's
+    settings when first asked for."""
+    if name == "app":
+        from core.config import get_settings
+
+        return build_app(get_settings())
+    raise AttributeError(name)

@@ -1,0 +1,179 @@
+"""DocPassWorkflow: a file -> model calls (one per symbol, line or file) -> checked edits.
+
+`plan_doc_job` reads the file and lists the model calls; `generate_doc_text` makes one call
+through the AI engine (on gpu_tasks when the local model serves, so that GPU capacity bounds
+them and their backlog drives the GPU autoscaler); at most `max_concurrency` run at once. An
+answer no provider could make usable is asked for once more with a stricter prompt. Then
+`assemble_doc_job` turns the answers into edits, checks them and stores the result. Every end
+(completed, failed, cancelled) is recorded and announced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.contracts import (
+        AssembleInput,
+        DocJobInput,
+        DocJobOutcome,
+        DocJobSummary,
+        DocPhase,
+        GeneratedText,
+        GenerateInput,
+        GenerationTask,
+        JobError,
+    )
+
+UNUSABLE_OUTPUT = "AI_UNUSABLE_OUTPUT"
+AI_ERROR = "AI_ERROR"
+# Model calls: an engine call tries every provider in turn, each bounded by its own timeout.
+GENERATE_TIMEOUT = timedelta(minutes=6)
+GENERATE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=3,
+    non_retryable_error_types=[UNUSABLE_OUTPUT],
+)
+STEP_TIMEOUT = timedelta(minutes=2)
+STEP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+    non_retryable_error_types=["INVALID_RESULT", "JOB_NOT_FOUND"],
+)
+BOOKKEEPING_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
+
+
+@workflow.defn(name="DocPassWorkflow")
+class DocPassWorkflow:
+    @workflow.run
+    async def run(self, request: DocJobInput) -> DocJobSummary:
+        try:
+            tasks: list[GenerationTask] = await workflow.execute_activity(
+                "plan_doc_job",
+                request.job_id,
+                result_type=list[GenerationTask],
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=STEP_RETRY,
+            )
+            generated = await self._generate_all(request, tasks)
+            summary: DocJobSummary = await workflow.execute_activity(
+                "assemble_doc_job",
+                AssembleInput(
+                    job_id=request.job_id,
+                    tasks=tasks,
+                    generated=generated,
+                    duration_ms=self._elapsed_ms(request),
+                ),
+                result_type=DocJobSummary,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=STEP_RETRY,
+            )
+        except ActivityError as failure:
+            if is_cancelled_exception(failure):
+                await self._finish(request, DocPhase.CANCELLED)
+                raise
+            error = _job_error(failure)
+            await self._finish(request, DocPhase.FAILED, error=error)
+            raise ApplicationError(
+                error.message, error.model_dump(), type=error.code, non_retryable=True
+            ) from failure
+        except asyncio.CancelledError:
+            await self._finish(request, DocPhase.CANCELLED)
+            raise
+        await self._finish(request, DocPhase.COMPLETED, summary=summary.summary)
+        return summary
+
+    async def _generate_all(
+        self, request: DocJobInput, tasks: list[GenerationTask]
+    ) -> list[GeneratedText]:
+        """Every task's answer, `max_concurrency` at a time; the first failure is raised once
+        all have settled."""
+        slots = asyncio.Semaphore(request.max_concurrency)
+
+        async def generate(task: GenerationTask) -> GeneratedText:
+            async with slots:
+                try:
+                    return await self._generate(request, task, strict=False)
+                except ActivityError as failure:
+                    if not _is_unusable(failure):
+                        raise
+                return await self._generate(request, task, strict=True)
+
+        results = await asyncio.gather(*(generate(task) for task in tasks), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [result for result in results if isinstance(result, GeneratedText)]
+
+    async def _generate(
+        self, request: DocJobInput, task: GenerationTask, *, strict: bool
+    ) -> GeneratedText:
+        result: GeneratedText = await workflow.execute_activity(
+            "generate_doc_text",
+            GenerateInput(task=task, strict=strict),
+            result_type=GeneratedText,
+            task_queue=request.inference_queue,
+            start_to_close_timeout=GENERATE_TIMEOUT,
+            retry_policy=GENERATE_RETRY,
+        )
+        return result
+
+    async def _finish(
+        self,
+        request: DocJobInput,
+        phase: DocPhase,
+        *,
+        summary: str | None = None,
+        error: JobError | None = None,
+    ) -> None:
+        outcome = DocJobOutcome(
+            job_id=request.job_id,
+            project_id=request.project_id,
+            user_id=request.user_id,
+            phase=phase,
+            file_path=request.file_path,
+            duration_ms=self._elapsed_ms(request),
+            summary=summary,
+            error=error,
+        )
+        activities = ["notify_doc_outcome"]
+        if phase != DocPhase.COMPLETED:  # assemble_doc_job recorded the completed ones
+            activities.insert(0, "record_doc_outcome")
+        for activity_name in activities:
+            await workflow.execute_activity(
+                activity_name,
+                outcome,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=BOOKKEEPING_RETRY,
+            )
+
+    def _elapsed_ms(self, request: DocJobInput) -> int:
+        return int((workflow.now() - request.requested_at).total_seconds() * 1000)
+
+
+def _is_unusable(failure: ActivityError) -> bool:
+    cause = failure.cause
+    return isinstance(cause, ApplicationError) and cause.type == UNUSABLE_OUTPUT
+
+
+def _job_error(failure: ActivityError) -> JobError:
+    """The error clients see: the activity's code, message and details; AI_ERROR otherwise."""
+    error = JobError.from_failure(failure.cause, AI_ERROR)
+    if isinstance(failure.cause, ApplicationError) and failure.cause.type == UNUSABLE_OUTPUT:
+        return JobError(  # a stricter prompt did not help either
+            code=AI_ERROR,
+            message="The model's answers were unusable, even with a stricter prompt: "
+            + error.message,
+            details=error.details,
+        )
+    return error
