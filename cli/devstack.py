@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+import httpx
 import psycopg
 import redis
 from psycopg import sql
@@ -35,7 +36,7 @@ from core.logging import configure_logging, flush_logging
 from core.processes import ManagedProcess, port_open
 from core.temporal import dev_server_command
 from migrations import runner
-from workflows.contracts import CPU_TASK_QUEUE
+from workflows.contracts import CPU_TASK_QUEUE, GPU_TASK_QUEUE
 
 log = logging.getLogger("hivesync.dev")
 
@@ -44,6 +45,10 @@ _POLL_INTERVAL_S = 0.5
 _WORKER_START_TIMEOUT_S = 120.0
 # A worker that is finishing a build gets this long before it is killed.
 _WORKER_STOP_TIMEOUT_S = 30.0
+# Ray starts in ~10 s; the first run also converts the embedded GGUF model (~20 s).
+_INFERENCE_START_TIMEOUT_S = 240.0
+# Serve and Ray shut down in ~5-10 s.
+_INFERENCE_STOP_TIMEOUT_S = 30.0
 
 
 class _Stop(Exception):
@@ -60,6 +65,7 @@ class DevStack:
         temporal_port: int,
         temporal_ui_port: int,
         s3_port: int = 8333,
+        inference_port: int = 8010,
     ) -> None:
         self.settings = settings
         self.data_dir = data_dir
@@ -67,11 +73,14 @@ class DevStack:
         self.temporal_port = temporal_port
         self.temporal_ui_port = temporal_ui_port
         self.s3_port = s3_port
+        self.inference_port = inference_port
         self.children: list[ManagedProcess] = []
         # What to do once a child has stopped (by name): e.g. remove the sockets it left.
         self._after_stop: dict[str, Callable[[], None]] = {}
         self._storage_note = ""
-        self._worker: ManagedProcess | None = None
+        self._workers: dict[str, ManagedProcess] = {}
+        self._inference: ManagedProcess | None = None
+        self._inference_note = "disabled (LOCAL_AI_ENABLED=false)"
         self._stop_signal: str | None = None
 
     def run(self) -> int:
@@ -87,9 +96,11 @@ class DevStack:
             steps = (
                 self._start_temporal,
                 self._start_storage,
-                self._start_worker,  # warms Metro up while the API starts
+                self._start_inference,  # loads the model while the rest starts
+                self._start_workers,  # the cpu worker warms Metro up meanwhile
                 self._start_api,
-                self._wait_for_worker,
+                self._wait_for_workers,
+                self._wait_for_inference,
                 self._announce,
             )
             for step in steps:
@@ -265,8 +276,50 @@ class DevStack:
         )
         self._storage_note = f"{endpoint} (SeaweedFS in {root})"
 
-    def _start_worker(self, env: dict[str, str]) -> None:
-        """One worker on cpu_tasks; it warms Metro up before it polls (`_wait_for_worker`)."""
+    def _start_inference(self, env: dict[str, str]) -> None:
+        """The local model on Ray Serve (`hivesync inference`), unless LOCAL_AI_ENABLED is off
+        or a server already listens on its port."""
+        if not self.settings.local_ai_enabled:
+            log.info("local model disabled (LOCAL_AI_ENABLED=false)")
+            return
+        base_url = f"http://127.0.0.1:{self.inference_port}/v1"
+        env["LOCAL_AI_BASE_URL"] = base_url
+        env["INFERENCE_PORT"] = str(self.inference_port)
+        self._inference_note = f"{base_url} (SmolLM2-135M-Instruct unless LOCAL_AI_MODEL_PATH)"
+        if port_open("127.0.0.1", self.inference_port):
+            log.info("using the local model server already listening", extra={"url": base_url})
+            self._inference_note = f"{base_url} (already running)"
+            return
+        if "inference_cache_dir" not in self.settings.model_fields_set:
+            env["INFERENCE_CACHE_DIR"] = str(self.data_dir / "models")
+        self._inference = ManagedProcess(
+            "inference", [sys.executable, "-m", "cli", "inference"], env=env
+        )
+        self.children.append(self._inference)
+        self._inference.start()
+
+    def _wait_for_inference(self, _env: dict[str, str]) -> None:
+        server = self._inference
+        if server is None:
+            return
+        health = f"http://127.0.0.1:{self.inference_port}/health"
+        deadline = time.monotonic() + _INFERENCE_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            self._check_stop()
+            if not server.running():
+                raise RuntimeError("the local model server exited (its output says why)")
+            try:
+                if httpx.get(health, timeout=2).status_code == 200:
+                    log.info("local model ready", extra={"url": health})
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(_POLL_INTERVAL_S)
+        raise TimeoutError(f"the local model server did not answer {health}")
+
+    def _start_workers(self, env: dict[str, str]) -> None:
+        """A cpu_tasks worker (workflows, Metro, light steps) and, with the local model, a
+        gpu_tasks worker for its calls; each polls once ready (`_wait_for_workers`)."""
         metro = self.settings.bundler_dir / "node_modules" / "metro"
         if not metro.is_dir():
             raise RuntimeError(
@@ -280,27 +333,31 @@ class DevStack:
             )
         else:
             env["BUNDLER_WORK_DIR"] = str(self.data_dir / "bundler")
-        command = [sys.executable, "-m", "cli", "worker", "--queue", CPU_TASK_QUEUE]
-        self._worker = ManagedProcess("worker", command, env=env)
-        self.children.append(self._worker)
-        self._worker.start()
+        queues = [CPU_TASK_QUEUE]
+        if self.settings.local_ai_enabled:
+            queues.append(GPU_TASK_QUEUE)
+        for queue in queues:
+            command = [sys.executable, "-m", "cli", "worker", "--queue", queue]
+            worker = ManagedProcess(f"worker {queue}", command, env=env)
+            self._workers[queue] = worker
+            self.children.append(worker)
+            worker.start()
 
-    def _wait_for_worker(self, _env: dict[str, str]) -> None:
-        """Wait until the worker polls its task queue (Metro is warm by then)."""
-        worker = self._worker
-        assert worker is not None
-        assert worker.pid is not None
-        task_queue = self.settings.task_queue(CPU_TASK_QUEUE)
-        asyncio.run(
-            _wait_for_poller(
-                f"127.0.0.1:{self.temporal_port}",
-                task_queue,
-                identity=f"{worker.pid}@",
-                alive=worker.running,
-                timeout_s=_WORKER_START_TIMEOUT_S,
+    def _wait_for_workers(self, _env: dict[str, str]) -> None:
+        """Wait until each worker polls its task queue (Metro is warm by then)."""
+        for queue, worker in self._workers.items():
+            assert worker.pid is not None
+            task_queue = self.settings.task_queue(queue)
+            asyncio.run(
+                _wait_for_poller(
+                    f"127.0.0.1:{self.temporal_port}",
+                    task_queue,
+                    identity=f"{worker.pid}@",
+                    alive=worker.running,
+                    timeout_s=_WORKER_START_TIMEOUT_S,
+                )
             )
-        )
-        log.info("worker polling", extra={"task_queue": task_queue, "pid": worker.pid})
+            log.info("worker polling", extra={"task_queue": task_queue, "pid": worker.pid})
 
     def _start_api(self, env: dict[str, str]) -> None:
         api = ManagedProcess("api", [sys.executable, "-m", "cli", "api"], env=env)
@@ -317,7 +374,8 @@ class DevStack:
             f"  API docs     http://127.0.0.1:{self.api_port}/docs",
             f"  Temporal UI  http://127.0.0.1:{self.temporal_ui_port}",
             f"  S3 storage   {self._storage_note}, bucket {env['R2_BUCKET']}",
-            f"  worker       {self.settings.task_queue(CPU_TASK_QUEUE)} (Metro bundler)",
+            f"  workers      {', '.join(self.settings.task_queue(q) for q in self._workers)}",
+            f"  local model  {self._inference_note}",
             f"  database     {database}; rate limiting {limiter}",
             "",
         ]
@@ -333,10 +391,14 @@ class DevStack:
         return 0
 
     def _stop_children(self) -> None:
-        # Started as Temporal, SeaweedFS, worker, API: so the API and the worker stop first,
-        # then SeaweedFS, and Temporal last.
+        # Started as Temporal, SeaweedFS, the model server, workers, API: so the API and the
+        # workers stop first, then the model server, SeaweedFS, and Temporal last.
         for child in reversed(self.children):
-            timeout_s = _WORKER_STOP_TIMEOUT_S if child.name == "worker" else 10.0
+            timeout_s = 10.0
+            if child.name.startswith("worker"):
+                timeout_s = _WORKER_STOP_TIMEOUT_S
+            elif child.name == "inference":
+                timeout_s = _INFERENCE_STOP_TIMEOUT_S
             child.stop(timeout_s=timeout_s)
             after_stop = self._after_stop.pop(child.name, None)
             if after_stop is not None:

@@ -137,13 +137,18 @@ def dev(
             "(unused when R2_ENDPOINT is set)",
         ),
     ] = 8333,
+    inference_port: Annotated[
+        int | None,
+        typer.Option(help="The local model server's port (default: INFERENCE_PORT)"),
+    ] = None,
     data_dir: Annotated[
         Path, typer.Option(help="Local state (SQLite, Temporal, SeaweedFS, bundler)")
     ] = Path(".data"),
 ) -> None:
     """Run everything locally: migrations, a Temporal dev server with its UI, SeaweedFS as
-    object storage, a preview worker (Metro) and the API. Uses Postgres and Redis when
-    reachable, else SQLite and an in-process rate limiter; R2_ENDPOINT when it is set."""
+    object storage, the local model on Ray Serve, a cpu_tasks worker (Metro), a gpu_tasks
+    worker (model calls) and the API. Uses Postgres and Redis when reachable, else SQLite and
+    an in-process rate limiter; R2_ENDPOINT when it is set; no model with LOCAL_AI_ENABLED=false."""
     from cli.devstack import DevStack
 
     settings = _settings()
@@ -156,5 +161,6 @@ def dev(
         temporal_port=temporal_port,
         temporal_ui_port=temporal_ui_port,
         s3_port=s3_port,
+        inference_port=inference_port or settings.inference_port,
     )
     raise typer.Exit(code=stack.run())

@@ -3,6 +3,7 @@ stack), driven over HTTP and stopped with signals like an operator or Ctrl-C wou
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ import pytest
 
 from core.processes import ManagedProcess, free_port, port_open, processes_mentioning
 from core.seaweedfs import WeedPorts
+from tests.fixtures.models import MODEL_CACHE
 from tests.fixtures.previews import METRO_CACHE
 from tests.helpers import (
     PASSWORD,
@@ -133,7 +135,13 @@ def _free_s3_port() -> int:
 def _run_dev(
     tmp_path: Path, extra_env: dict[str, str]
 ) -> tuple[ManagedProcess, dict[str, int], Path]:
-    ports = {"api": free_port(), "temporal": free_port(), "ui": free_port(), "s3": _free_s3_port()}
+    ports = {
+        "api": free_port(),
+        "temporal": free_port(),
+        "ui": free_port(),
+        "s3": _free_s3_port(),
+        "inference": free_port(),
+    }
     data_dir = tmp_path / "data"
     command = [
         sys.executable, "-m", "cli", "dev",
@@ -141,17 +149,18 @@ def _run_dev(
         "--temporal-port", str(ports["temporal"]),
         "--temporal-ui-port", str(ports["ui"]),
         "--s3-port", str(ports["s3"]),
+        "--inference-port", str(ports["inference"]),
         "--data-dir", str(data_dir),
     ]  # fmt: skip
     output = tmp_path / "dev.out"
     dev = ManagedProcess(
         "dev", command, env={**_base_env(tmp_path), **extra_env}, log_file=output
     ).start()
-    # Announced once every part is up, the worker polling with Metro warm included.
-    deadline = time.monotonic() + 120
+    # Announced once every part is up: the workers polling with Metro warm, the model loaded.
+    deadline = time.monotonic() + 240
     while "HiveSync is running" not in output.read_text(errors="replace"):
         assert dev.running(), f"hivesync dev exited:\n{output.read_text(errors='replace')}"
-        assert time.monotonic() < deadline, "hivesync dev did not start in 120 s"
+        assert time.monotonic() < deadline, "hivesync dev did not start in 240 s"
         time.sleep(0.1)
     return dev, ports, output
 
@@ -227,6 +236,44 @@ def _build_and_download_preview(base_url: str) -> None:
         assert manifest.json()["bundle"]["sha256"] == hashlib.sha256(download.content).hexdigest()
 
 
+def _document_a_file(base_url: str) -> None:
+    """A documentation job answered by the embedded SmolLM2 on Ray Serve."""
+    content = "def mean(values):\n    return sum(values) / len(values)\n"
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        name = unique_name()
+        token = client.post(
+            "/api/v1/auth/register",
+            json={"email": f"{name}@example.com", "username": name, "password": PASSWORD},
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        project_id = client.post("/api/v1/projects", json={"name": "doc"}, headers=headers).json()[
+            "id"
+        ]
+        accepted = client.post(
+            "/api/v1/docs/jobs",
+            headers=headers,
+            json={
+                "project_id": project_id,
+                "job_type": "function_doc",
+                "file_path": "stats.py",
+                "content": content,
+            },
+        )
+        assert accepted.status_code == 202, accepted.text
+        deadline = time.monotonic() + 180
+        while True:
+            job = client.get(accepted.json()["status_url"], headers=headers).json()
+            if job["status"] in ("completed", "failed", "cancelled"):
+                break
+            assert time.monotonic() < deadline, job
+            time.sleep(0.2)
+    assert job["status"] == "completed", job
+    result = job["result"]
+    assert result["provider"] == "local"
+    documented = ast.get_docstring(ast.parse(result["patched_content"]).body[0]) or ""
+    assert len(documented.split()) >= 3, documented
+
+
 def test_dev_stack_on_postgres_and_redis(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, redis_prefix_e2e: str
 ) -> None:
@@ -240,6 +287,8 @@ def test_dev_stack_on_postgres_and_redis(
             "REDIS_KEY_PREFIX": redis_prefix_e2e,
             "BUNDLER_WORK_DIR": str(bundler_dir),
             "BUNDLER_CACHE_DIR": str(METRO_CACHE),
+            # The embedded model, converted once for every test session.
+            "INFERENCE_CACHE_DIR": str(MODEL_CACHE),
         },
     )
     try:
@@ -251,6 +300,7 @@ def test_dev_stack_on_postgres_and_redis(
             assert response.status_code == 200, (dependency, response.text)
         _register_login_create_list(base_url)
         _build_and_download_preview(base_url)
+        _document_a_file(base_url)
         # One SeaweedFS and one warm Metro, both gone after Ctrl-C.
         assert len(processes_mentioning(f"-dir={tmp_path / 'data' / 'seaweedfs'} ")) == 1
         assert len(processes_mentioning(f"--workspace {bundler_dir}/")) == 1
@@ -264,11 +314,14 @@ def test_dev_stack_on_postgres_and_redis(
     assert "using Redis for rate limiting" in text
     assert "SeaweedFS started" in text
     assert "worker polling" in text
-    # The API and the worker stop first, then SeaweedFS, then Temporal.
+    assert "local model ready" in text
+    # The API and the workers stop first, then the model server, SeaweedFS, then Temporal.
     stopped = [line for line in text.splitlines() if '"message": "stopped ' in line]
     assert [json.loads(line)["message"] for line in stopped] == [
         "stopped api",
-        "stopped worker",
+        "stopped worker gpu_tasks",
+        "stopped worker cpu_tasks",
+        "stopped inference",
         "stopped seaweedfs",
         "stopped temporal",
     ]
@@ -291,6 +344,7 @@ def test_dev_stack_falls_back_without_postgres_and_redis(tmp_path: Path) -> None
             "POSTGRES_PORT": str(closed),
             "REDIS_URL": f"redis://127.0.0.1:{closed}/0",
             "DB_CONNECT_TIMEOUT_S": "1",
+            "LOCAL_AI_ENABLED": "false",  # no model server: this test is about the fallbacks
         },
     )
     try:
