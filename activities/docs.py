@@ -129,6 +129,7 @@ class DocActivities:
                     job.input_text,
                     request.tasks,
                     answers,
+                    file_path=job.file_path,
                 )
             except InvalidResult as invalid:
                 message = f"The model's output could not be made into valid edits: {invalid}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import unicodedata
 from dataclasses import dataclass
 
 from services.docs.analysis import DocStyle
@@ -173,24 +174,28 @@ def _escape_block(line: str) -> str:
 
 def line_comment(text: str, indent: str, python: bool, newline: str) -> str:
     """A whole-line comment: `# ...` or `// ...`, on one line whatever the text holds."""
-    single = " ".join(text.split())
-    return f"{indent}{'#' if python else '//'} {single}{newline}"
+    return f"{indent}{'#' if python else '//'} {_one_line(text)}{newline}"
 
 
 # --- wrapping ---------------------------------------------------------------------------------
 
 
+def _one_line(text: str) -> str:
+    """The text on one line, without control or invisible characters (any line break, NUL,
+    bidi control... whatever reached this far)."""
+    single = " ".join(text.split())  # line breaks and tabs become spaces first
+    return "".join(char for char in single if unicodedata.category(char)[0] != "C")
+
+
 def _wrap(text: str, width: int) -> list[str]:
-    wrapped = textwrap.wrap(
-        " ".join(text.split()), width, break_long_words=False, break_on_hyphens=False
-    )
+    wrapped = textwrap.wrap(_one_line(text), width, break_long_words=False, break_on_hyphens=False)
     return wrapped or [""]
 
 
 def _hanging(first: str, text: str, width: int, rest: str) -> list[str]:
     """`first` + text wrapped, the following lines indented with `rest`."""
     return textwrap.wrap(
-        " ".join(text.split()),
+        _one_line(text),
         width,
         initial_indent=first,
         subsequent_indent=rest,

@@ -311,6 +311,21 @@ def test_diff_marks_a_missing_final_newline() -> None:
     assert result.diff.endswith("     return x & 0xff\n\\ No newline at end of file\n")
 
 
+@pytest.mark.parametrize("raw", ['"""', "*/", "\\", 'ends with "', "\x00", '\n\n*/\n"""\n'])
+@pytest.mark.parametrize(
+    ("language", "content", "grammar"),
+    [("python", PYTHON, "python"), ("typescript", TYPESCRIPT, "typescript")],
+)
+def test_even_unread_answers_cannot_break_the_file(
+    raw: str, language: Language, content: str, grammar: str
+) -> None:
+    """Rendering escapes on its own, in case text reaches it without `read_answer`."""
+    job = DocJobType.FULL_FILE_PASS
+    tasks = plan_tasks(job, language, content, file_path="f")
+    result = assemble(job, language, content, tasks, {task.task_id: raw for task in tasks})
+    assert_sound(content, result, grammar)
+
+
 # --- prompts ----------------------------------------------------------------------------------
 
 
