@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import uuid
 from typing import Any
 
@@ -16,13 +15,13 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.clock import utc_now
 from core.config import Settings
 from core.errors import Conflict, NotFound, PayloadTooLarge, ServiceUnavailable
 from core.models import AIRequest, User
+from core.temporal import request_cancellation, start_or_join
 from services.common import Page
 from services.docs.languages import check_content, detect_language
 from services.docs.repository import DocJobRepository
@@ -36,8 +35,6 @@ from workflows.contracts import (
     DocPhase,
     JobError,
 )
-
-log = logging.getLogger(__name__)
 
 WORKFLOW_NAME = "DocPassWorkflow"
 ENDED = frozenset({DocPhase.COMPLETED, DocPhase.FAILED, DocPhase.CANCELLED})
@@ -135,20 +132,13 @@ class DocJobService:
             max_concurrency=self.settings.docs_max_concurrency,
             requested_at=job.created_at,
         )
-        try:
-            await self.temporal.start_workflow(
-                WORKFLOW_NAME,
-                request,
-                id=workflow_id(job.id),
-                task_queue=self.settings.task_queue(CPU_TASK_QUEUE),
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            )
-        except RPCError as exc:
-            log.error("could not start docs workflow %s: %s", job.id, exc)
-            raise ServiceUnavailable(
-                "The job queue is unavailable; retry shortly", details={"dependency": "temporal"}
-            ) from exc
+        await start_or_join(
+            self.temporal,
+            WORKFLOW_NAME,
+            request,
+            workflow_id=workflow_id(job.id),
+            task_queue=self.settings.task_queue(CPU_TASK_QUEUE),
+        )
 
     async def get(self, owner: User, job_id: uuid.UUID) -> DocJobRead:
         job = await self.jobs.get_owned(job_id, owner.id)
@@ -206,13 +196,7 @@ class DocJobService:
             raise NotFound("Job not found")
         if DocPhase(job.status) in ENDED:
             raise Conflict(f"The job is {job.status} already")
-        try:
-            await self._handle(job.id).cancel()
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise ServiceUnavailable(
-                    "Could not reach the job queue", details={"dependency": "temporal"}
-                ) from exc
+        await request_cancellation(self.temporal, workflow_id(job.id))
         return await self.describe(job)
 
     def _handle(self, job_id: uuid.UUID) -> WorkflowHandle[Any, Any]:

@@ -18,7 +18,6 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.clock import utc_now
@@ -27,6 +26,7 @@ from core.errors import AuthError, Conflict, ErrorCode, NotFound, ServiceUnavail
 from core.models import PreviewLog, PreviewShare, PreviewSource, User
 from core.security import InvalidToken, create_preview_token, decode_preview_token
 from core.storage import ObjectNotFound, Storage
+from core.temporal import request_cancellation, start_or_join
 from services.common import Page
 from services.notifications.hub import NotificationHub
 from services.notifications.schemas import NotificationType
@@ -233,20 +233,13 @@ class PreviewService:
             timeout_ms=self.settings.preview_max_timeout_ms,
             requested_at=build.timestamp,
         )
-        try:
-            await self.temporal.start_workflow(
-                WORKFLOW_NAME,
-                request,
-                id=workflow_id(build.build_id),
-                task_queue=self.settings.task_queue(CPU_TASK_QUEUE),
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            )
-        except RPCError as exc:
-            log.error("could not start preview workflow %s: %s", build.build_id, exc)
-            raise ServiceUnavailable(
-                "The build queue is unavailable; retry shortly", details={"dependency": "temporal"}
-            ) from exc
+        await start_or_join(
+            self.temporal,
+            WORKFLOW_NAME,
+            request,
+            workflow_id=workflow_id(build.build_id),
+            task_queue=self.settings.task_queue(CPU_TASK_QUEUE),
+        )
 
     async def wait(self, build: PreviewLog, timeout_s: float) -> BuildRead:
         """The build's state once it ends, or as it is after `timeout_s`."""
@@ -329,13 +322,7 @@ class PreviewService:
             raise NotFound("Build not found")
         if build.status in TERMINAL_PHASES:
             raise Conflict(f"The build is {build.status} already")
-        try:
-            await self._handle(build_id).cancel()
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise ServiceUnavailable(
-                    "Could not reach the build queue", details={"dependency": "temporal"}
-                ) from exc
+        await request_cancellation(self.temporal, workflow_id(build_id))
         return await self.describe(build)
 
     def _handle(self, build_id: str) -> WorkflowHandle[Any, Any]:

@@ -27,11 +27,11 @@ from core.security import create_access_token, create_preview_token
 from core.storage import Storage
 from services.previews import layout
 from tests.archives import hostile_archives
+from tests.fixtures.api import register_on
 from tests.fixtures.previews import (
     EXAMPLE_APP,
     PreviewApi,
     app_files,
-    register_on,
     unique_app,
 )
 from tests.fixtures.workers import ThreadWorker

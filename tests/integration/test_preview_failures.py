@@ -23,10 +23,10 @@ from core.config import Settings
 from core.processes import ManagedProcess, processes_mentioning
 from core.temporal import connect_temporal
 from services.previews.service import workflow_id
+from tests.fixtures.api import register_on
 from tests.fixtures.previews import (
     PreviewApi,
     alive,
-    register_on,
     settings_env,
     slow_app,
     unique_app,
