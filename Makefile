@@ -23,6 +23,7 @@ bench: $(INSTALLED) $(NODE_MODULES) services
 	@command -v wrk >/dev/null || apt-get install -y -q wrk
 	$(BIN)/python -m bench.api.run
 	$(BIN)/python -m bench.preview.run
+	$(BIN)/python -m bench.docs.run
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -2,7 +2,8 @@
 
 Requests are collected until `max_batch_size` have arrived or `batch_wait_s` has passed since
 the first one, then the whole batch goes to a blocking function in a worker thread; while it
-runs, the next batch collects. Ray Serve does the same with `@serve.batch` (inference/serve.py).
+runs, the next batch collects. The Ray Serve replicas (inference/serve.py) put it behind
+`@serve.batch`, so that the model's next batch forms only when the model is free.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray import serve
 
-from inference.batching import BatchStats
+from inference.batching import MicroBatcher
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -78,6 +78,7 @@ def build_app(settings: Settings) -> Application:
     model_path = _absolute(settings.local_ai_model_path)
     cache_dir = settings.inference_cache_dir.expanduser().resolve()
     threads = torch_threads(settings)
+    max_batch_size = settings.inference_max_batch_size
     model_name = settings.local_ai_model
 
     @serve.deployment(
@@ -102,7 +103,12 @@ def build_app(settings: Settings) -> Application:
             from inference.local_model import LocalModel
 
             self.model = LocalModel.load(model_path, cache_dir=cache_dir, num_threads=threads)
-            self.stats = BatchStats()
+            # The model runs one batch at a time; what arrives meanwhile waits here and makes
+            # the next batch (wait 0: Serve's batching already waited for company).
+            self.batcher = MicroBatcher(
+                self.model.generate, max_batch_size=max_batch_size, batch_wait_s=0.0
+            )
+            self.stats = self.batcher.stats
 
         def __serve_build_asgi_app__(self) -> FastAPI:
             from inference.openai_app import create_openai_app
@@ -116,16 +122,17 @@ def build_app(settings: Settings) -> Application:
             return completion
 
         @serve.batch(  # type: ignore[untyped-decorator]  # Ray is Any to mypy
-            max_batch_size=settings.inference_max_batch_size,
+            max_batch_size=max_batch_size,
             batch_wait_timeout_s=settings.inference_batch_wait_s,
+            # Serve closes a batch when its wait ends even while the model is busy with the
+            # previous one: measured, 8 calls arriving within 0.3 s ran as 2-3 small batches.
+            # So Serve's batches are handed over at once, and the micro-batcher merges those
+            # that arrive while the model runs into its next batch (one model batch at a time).
+            max_concurrent_batches=max_batch_size,
         )
         async def generate_batch(self, batch: list[PreparedChat]) -> list[Completion]:
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            # In a thread: the replica's event loop keeps serving health checks and /v1/models.
-            completions = await asyncio.to_thread(self.model.generate, batch)
-            self.stats.record(len(batch), loop.time() - started)
-            return completions
+            # The model runs in a thread: the event loop keeps serving /health and /v1/models.
+            return list(await asyncio.gather(*(self.batcher.submit(item) for item in batch)))
 
     # The decorators made the class a Serve Deployment (mypy still sees the class).
     deployment: Any = LocalModelServer

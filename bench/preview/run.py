@@ -44,7 +44,7 @@ from typing import Any
 
 import httpx
 
-from bench.preview.stack import Stack, Worker
+from bench.preview.stack import MetroWorker, PreviewStack
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLER = ROOT / "bundler"
@@ -174,7 +174,7 @@ class HiveSync:
 
 
 def timed_build(
-    hivesync: HiveSync, worker: Worker, marker: str, *, expect_metro: bool
+    hivesync: HiveSync, worker: MetroWorker, marker: str, *, expect_metro: bool
 ) -> dict[str, Any]:
     """One end-to-end build of the example app edited with `marker`; with the Metro time the
     worker logged for it, and a check that Metro ran (or did not)."""
@@ -226,7 +226,7 @@ def main() -> None:
         )
     }  # fmt: skip
     load_before = os.getloadavg()[0]
-    stack = Stack(root, LOGS)
+    stack = PreviewStack(root, LOGS)
     try:
         progress(f"starting the stack (temporary files in {root})...")
         stack.start()
@@ -244,7 +244,7 @@ def main() -> None:
 def measure(
     args: argparse.Namespace,
     root: Path,
-    stack: Stack,
+    stack: PreviewStack,
     hivesync: HiveSync,
     results: dict[str, list[dict[str, Any]]],
 ) -> None:
@@ -265,7 +265,7 @@ def measure(
         hivesync_cache = root / "hivesync" / f"cache-{index}"
         work = root / "hivesync" / f"cold-{index}" / "work"
         started = time.perf_counter()
-        worker = stack.start_worker(work, hivesync_cache)
+        worker = stack.start_metro_worker(work, hivesync_cache)
         results["worker_startup"].append({"ms": (time.perf_counter() - started) * 1000})
         try:
             run = timed_build(hivesync, worker, f"hivesync-cold-{index}-{tag}", expect_metro=True)
@@ -283,7 +283,7 @@ def measure(
         )
 
     # One warm worker on the last cold run's cache, at the same depth as the cold ones'.
-    worker = stack.start_worker(root / "hivesync" / "warm" / "work", hivesync_cache)
+    worker = stack.start_metro_worker(root / "hivesync" / "warm" / "work", hivesync_cache)
     try:
         warm_up = timed_build(hivesync, worker, f"hivesync-warm-up-{tag}", expect_metro=True)
         progress(f"warm worker's first build (not counted): {warm_up['ms']:.0f} ms")
