@@ -33,6 +33,7 @@ from workflows.contracts import (
     GeneratedText,
     GenerateInput,
     GenerationTask,
+    JobError,
     Language,
 )
 from workflows.docs import UNUSABLE_OUTPUT
@@ -67,13 +68,11 @@ class DocActivities:
             file_path=job.file_path,
         )
         if len(tasks) > MAX_TASKS:
-            raise ApplicationError(
-                f"The file asks for {len(tasks)} model calls; at most {MAX_TASKS} are made per "
-                "job: split the file or pick a narrower job type",
-                {"code": "AI_ERROR", "message": "Too many symbols", "details": {}},
-                type="AI_ERROR",
-                non_retryable=True,
-            )
+            raise JobError(
+                code="AI_ERROR",
+                message=f"The file asks for {len(tasks)} model calls; at most {MAX_TASKS} are "
+                "made per job: split the file or pick a narrower job type",
+            ).as_failure(non_retryable=True)
         return tasks
 
     @activity.defn(name="generate_doc_text")
@@ -94,17 +93,10 @@ class DocActivities:
                 read=read,
             )
         except AllProvidersFailed as failed:
-            detail = {"code": "AI_ERROR", "message": failed.message, "details": failed.details}
+            error = JobError(code="AI_ERROR", message=failed.message, details=failed.details)
             if failed.unusable_only:
-                raise ApplicationError(
-                    failed.message, detail, type=UNUSABLE_OUTPUT, non_retryable=True
-                ) from failed
-            raise ApplicationError(
-                failed.message,
-                detail,
-                type="AI_ERROR",
-                next_retry_delay=_delay(failed.retry_after_s),
-            ) from failed
+                raise error.as_failure(type=UNUSABLE_OUTPUT, non_retryable=True) from failed
+            raise error.as_failure(next_retry_delay=_delay(failed.retry_after_s)) from failed
         completion = answer.completion
         return GeneratedText(
             task_id=task.task_id,
@@ -133,11 +125,8 @@ class DocActivities:
                 )
             except InvalidResult as invalid:
                 message = f"The model's output could not be made into valid edits: {invalid}"
-                raise ApplicationError(
-                    message,
-                    {"code": "AI_ERROR", "message": message, "details": {}},
-                    type="INVALID_RESULT",
-                    non_retryable=True,
+                raise JobError(code="AI_ERROR", message=message).as_failure(
+                    type="INVALID_RESULT", non_retryable=True
                 ) from invalid
             _record_result(job, edits, request)
             await session.commit()

@@ -11,13 +11,19 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from core.clock import utc_now
-from core.errors import ErrorCode, PreviewError, StorageError
+from core.errors import PreviewError, StorageError
 from services.notifications.hub import NotificationHub
 from services.notifications.schemas import NotificationType
 from services.notifications.service import NotificationService
 from services.previews.builder import Builder
 from services.previews.repository import PreviewRepository
-from workflows.contracts import BuildPhase, PreviewArtifacts, PreviewBuildInput, PreviewOutcome
+from workflows.contracts import (
+    BuildPhase,
+    JobError,
+    PreviewArtifacts,
+    PreviewBuildInput,
+    PreviewOutcome,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +111,5 @@ class PreviewActivities:
 def _application_error(
     exc: PreviewError | StorageError, *, non_retryable: bool
 ) -> ApplicationError:
-    code = str(exc.code or ErrorCode.PREVIEW_ERROR)
-    detail = {"code": code, "message": exc.message, "details": exc.details}
-    return ApplicationError(exc.message, detail, type=code, non_retryable=non_retryable)
+    error = JobError(code=str(exc.code), message=exc.message, details=exc.details)
+    return error.as_failure(non_retryable=non_retryable)

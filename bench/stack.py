@@ -328,3 +328,20 @@ class Stack:
                 client.delete(*keys)
         finally:
             client.close()
+
+
+def signed_in_client(base_url: str, *, timeout_s: float) -> httpx.Client:
+    """A client of the running API, for a new account of its own."""
+    client = httpx.Client(base_url=base_url, timeout=timeout_s)
+    username = f"bench{uuid.uuid4().hex[:8]}"
+    registered = client.post(
+        "/api/v1/auth/register",
+        json={
+            "email": f"{username}@example.com",
+            "username": username,
+            "password": "benchmark passphrase",
+        },
+    )
+    registered.raise_for_status()
+    client.headers["Authorization"] = f"Bearer {registered.json()['access_token']}"
+    return client

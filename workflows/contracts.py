@@ -5,7 +5,7 @@ Kept small: source bytes never travel in Temporal payloads, only storage keys an
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -69,6 +69,22 @@ class JobError(BaseModel):
     code: str
     message: str
     details: dict[str, Any] = Field(default_factory=dict)
+
+    def as_failure(
+        self,
+        *,
+        type: str | None = None,
+        non_retryable: bool = False,
+        next_retry_delay: timedelta | None = None,
+    ) -> ApplicationError:
+        """This error as an activity or workflow raises it; `from_failure` reads it back."""
+        return ApplicationError(
+            self.message,
+            self.model_dump(),
+            type=type or self.code,
+            non_retryable=non_retryable,
+            next_retry_delay=next_retry_delay,
+        )
 
     @classmethod
     def from_failure(cls, cause: BaseException | None, default_code: str) -> JobError:

@@ -84,9 +84,7 @@ class DocPassWorkflow:
                 raise
             error = _job_error(failure)
             await self._finish(request, DocPhase.FAILED, error=error)
-            raise ApplicationError(
-                error.message, error.model_dump(), type=error.code, non_retryable=True
-            ) from failure
+            raise error.as_failure(non_retryable=True) from failure
         except asyncio.CancelledError:
             await self._finish(request, DocPhase.CANCELLED)
             raise

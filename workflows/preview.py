@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
@@ -61,9 +61,7 @@ class PreviewBuildWorkflow:
                 raise
             error = JobError.from_failure(failure.cause, "PREVIEW_ERROR")
             await self._finish(request, BuildPhase.FAILED, error=error)
-            raise ApplicationError(
-                error.message, error.model_dump(), type=error.code, non_retryable=True
-            ) from failure
+            raise error.as_failure(non_retryable=True) from failure
         except asyncio.CancelledError:
             await self._finish(request, BuildPhase.CANCELLED)
             raise

@@ -40,17 +40,14 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import httpx
-
 from bench.docs import cpu
-from bench.stack import InferenceServer, Stack
+from bench.stack import InferenceServer, Stack, signed_in_client
 from core.config import Settings
 from inference.local_model import ChatRequest, Completion, LocalModel
 from inference.models import model_dir
@@ -160,18 +157,7 @@ class HiveSync:
     """One account on the running API; submits documentation jobs and waits for them."""
 
     def __init__(self, base_url: str) -> None:
-        self.client = httpx.Client(base_url=base_url, timeout=60)
-        username = f"bench{uuid.uuid4().hex[:8]}"
-        registered = self.client.post(
-            "/api/v1/auth/register",
-            json={
-                "email": f"{username}@example.com",
-                "username": username,
-                "password": "benchmark passphrase",
-            },
-        )
-        registered.raise_for_status()
-        self.client.headers["Authorization"] = f"Bearer {registered.json()['access_token']}"
+        self.client = signed_in_client(base_url, timeout_s=60)
 
     def project(self, name: str) -> str:
         created = self.client.post("/api/v1/projects", json={"name": name})

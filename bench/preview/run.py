@@ -45,6 +45,7 @@ from typing import Any
 import httpx
 
 from bench.preview.stack import MetroWorker, PreviewStack
+from bench.stack import signed_in_client
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLER = ROOT / "bundler"
@@ -130,18 +131,7 @@ class HiveSync:
     """One account and project on the running API; times build requests."""
 
     def __init__(self, base_url: str) -> None:
-        self.client = httpx.Client(base_url=base_url, timeout=120)
-        username = f"bench{uuid.uuid4().hex[:8]}"
-        registered = self.client.post(
-            "/api/v1/auth/register",
-            json={
-                "email": f"{username}@example.com",
-                "username": username,
-                "password": "benchmark passphrase",
-            },
-        )
-        registered.raise_for_status()
-        self.client.headers["Authorization"] = f"Bearer {registered.json()['access_token']}"
+        self.client = signed_in_client(base_url, timeout_s=120)
         project = self.client.post("/api/v1/projects", json={"name": "preview bench"})
         project.raise_for_status()
         self.project_id = str(project.json()["id"])

@@ -197,19 +197,23 @@ def _tiny_app(marker: str) -> dict[str, str]:
     }
 
 
+def _account_with_project(client: httpx.Client, project: str) -> tuple[dict[str, str], str]:
+    """A new account's auth headers and a project of its own."""
+    name = unique_name()
+    token = client.post(
+        "/api/v1/auth/register",
+        json={"email": f"{name}@example.com", "username": name, "password": PASSWORD},
+    ).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    created = client.post("/api/v1/projects", json={"name": project}, headers=headers)
+    return headers, str(created.json()["id"])
+
+
 def _build_and_download_preview(base_url: str) -> None:
     """The README's flow (examples/hello-rn): register, create a project, build with
     ?wait=60, download the bundle through the signed URL, check it against the manifest."""
     with httpx.Client(base_url=base_url, timeout=90) as client:
-        name = unique_name()
-        token = client.post(
-            "/api/v1/auth/register",
-            json={"email": f"{name}@example.com", "username": name, "password": PASSWORD},
-        ).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}"}
-        project_id = client.post("/api/v1/projects", json={"name": "tiny"}, headers=headers).json()[
-            "id"
-        ]
+        headers, project_id = _account_with_project(client, "tiny")
         marker = f"dev stack e2e {uuid.uuid4().hex}"
         built = client.post(
             "/api/v1/preview/build",
@@ -240,15 +244,7 @@ def _document_a_file(base_url: str) -> None:
     """A documentation job answered by the embedded SmolLM2 on Ray Serve."""
     content = "def mean(values):\n    return sum(values) / len(values)\n"
     with httpx.Client(base_url=base_url, timeout=30) as client:
-        name = unique_name()
-        token = client.post(
-            "/api/v1/auth/register",
-            json={"email": f"{name}@example.com", "username": name, "password": PASSWORD},
-        ).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}"}
-        project_id = client.post("/api/v1/projects", json={"name": "doc"}, headers=headers).json()[
-            "id"
-        ]
+        headers, project_id = _account_with_project(client, "doc")
         accepted = client.post(
             "/api/v1/docs/jobs",
             headers=headers,
