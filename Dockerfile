@@ -21,6 +21,7 @@ RUN useradd --create-home --uid 10001 hivesync
 WORKDIR /app
 
 COPY pyproject.toml README.md alembic.ini ./
+COPY contracts ./contracts
 COPY core ./core
 COPY services ./services
 COPY api ./api

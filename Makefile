@@ -28,7 +28,7 @@ bench: $(INSTALLED) $(NODE_MODULES) services
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core services api cli migrations workflows activities inference bench tests
+	$(BIN)/mypy contracts core services api cli migrations workflows activities inference bench tests
 
 install: $(INSTALLED)
 

@@ -13,18 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from core.clock import utc_now
-from core.models import AIRequest
-from inference.engine import AIEngine, AllProvidersFailed, UnusableAnswer
-from services.docs.assembly import InvalidResult, assemble
-from services.docs.planning import plan_tasks, stricter
-from services.docs.reading import UnusableOutput, read_answer
-from services.docs.repository import DocJobRepository
-from services.docs.schemas import DocEdits
-from services.notifications.hub import NotificationHub
-from services.notifications.schemas import NotificationType
-from services.notifications.service import NotificationService
-from workflows.contracts import (
+from contracts.docs import (
+    ASSEMBLE_DOC_JOB,
+    GENERATE_DOC_TEXT,
+    NOTIFY_DOC_OUTCOME,
+    PLAN_DOC_JOB,
+    RECORD_DOC_OUTCOME,
     AssembleInput,
     DocJobOutcome,
     DocJobSummary,
@@ -33,10 +27,22 @@ from workflows.contracts import (
     GeneratedText,
     GenerateInput,
     GenerationTask,
-    JobError,
     Language,
 )
-from workflows.docs import UNUSABLE_OUTPUT
+from contracts.errors import ErrorCode, FailureType
+from contracts.failures import job_failure
+from contracts.jobs import JobError
+from core.models import AIRequest
+from inference.engine import AIEngine, AllProvidersFailed, UnusableAnswer
+from services.docs.assembly import InvalidResult, assemble
+from services.docs.planning import plan_tasks, stricter
+from services.docs.reading import UnusableOutput, read_answer
+from services.docs.repository import DocJobRepository
+from services.docs.schemas import DocEdits
+from services.jobs.lifecycle import record_outcome
+from services.notifications.hub import NotificationHub
+from services.notifications.schemas import NotificationType
+from services.notifications.service import NotificationService
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +61,7 @@ class DocActivities:
         self.sessions = sessions
         self.hub = hub
 
-    @activity.defn(name="plan_doc_job")
+    @activity.defn(name=PLAN_DOC_JOB)
     async def plan_doc_job(self, job_id: uuid.UUID) -> list[GenerationTask]:
         async with self.sessions() as session:
             job = await self._job(session, job_id)
@@ -68,14 +74,15 @@ class DocActivities:
             file_path=job.file_path,
         )
         if len(tasks) > MAX_TASKS:
-            raise JobError(
-                code="AI_ERROR",
+            error = JobError(
+                code=ErrorCode.AI_ERROR,
                 message=f"The file asks for {len(tasks)} model calls; at most {MAX_TASKS} are "
                 "made per job: split the file or pick a narrower job type",
-            ).as_failure(non_retryable=True)
+            )
+            raise job_failure(error, non_retryable=True)
         return tasks
 
-    @activity.defn(name="generate_doc_text")
+    @activity.defn(name=GENERATE_DOC_TEXT)
     async def generate_doc_text(self, request: GenerateInput) -> GeneratedText:
         """One model call through the provider chain. No retries here: Temporal owns them."""
         task = stricter(request.task) if request.strict else request.task
@@ -93,10 +100,14 @@ class DocActivities:
                 read=read,
             )
         except AllProvidersFailed as failed:
-            error = JobError(code="AI_ERROR", message=failed.message, details=failed.details)
+            error = JobError(
+                code=ErrorCode.AI_ERROR, message=failed.message, details=failed.details
+            )
             if failed.unusable_only:
-                raise error.as_failure(type=UNUSABLE_OUTPUT, non_retryable=True) from failed
-            raise error.as_failure(next_retry_delay=_delay(failed.retry_after_s)) from failed
+                raise job_failure(
+                    error, type=FailureType.UNUSABLE_OUTPUT, non_retryable=True
+                ) from failed
+            raise job_failure(error, next_retry_delay=_delay(failed.retry_after_s)) from failed
         completion = answer.completion
         return GeneratedText(
             task_id=task.task_id,
@@ -109,7 +120,7 @@ class DocActivities:
             latency_ms=completion.latency_ms,
         )
 
-    @activity.defn(name="assemble_doc_job")
+    @activity.defn(name=ASSEMBLE_DOC_JOB)
     async def assemble_doc_job(self, request: AssembleInput) -> DocJobSummary:
         async with self.sessions() as session:
             job = await self._job(session, request.job_id)
@@ -125,8 +136,9 @@ class DocActivities:
                 )
             except InvalidResult as invalid:
                 message = f"The model's output could not be made into valid edits: {invalid}"
-                raise JobError(code="AI_ERROR", message=message).as_failure(
-                    type="INVALID_RESULT", non_retryable=True
+                error = JobError(code=ErrorCode.AI_ERROR, message=message)
+                raise job_failure(
+                    error, type=FailureType.INVALID_RESULT, non_retryable=True
                 ) from invalid
             _record_result(job, edits, request)
             await session.commit()
@@ -137,22 +149,16 @@ class DocActivities:
             suggestions=len(edits.suggestions),
         )
 
-    @activity.defn(name="record_doc_outcome")
+    @activity.defn(name=RECORD_DOC_OUTCOME)
     async def record_doc_outcome(self, outcome: DocJobOutcome) -> None:
         async with self.sessions() as session:
             job = await DocJobRepository(session).get(outcome.job_id)
             if job is None:  # the project was deleted meanwhile
                 return
-            job.status = outcome.phase.value
-            job.completed_at = utc_now()
-            job.duration_ms = outcome.duration_ms
-            if outcome.error is not None:
-                job.error_code = outcome.error.code
-                job.error = outcome.error.message
-                job.error_details = outcome.error.details
+            record_outcome(job, outcome.phase, duration_ms=outcome.duration_ms, error=outcome.error)
             await session.commit()
 
-    @activity.defn(name="notify_doc_outcome")
+    @activity.defn(name=NOTIFY_DOC_OUTCOME)
     async def notify_doc_outcome(self, outcome: DocJobOutcome) -> None:
         if outcome.phase == DocPhase.CANCELLED:
             return  # the user cancelled it themselves
@@ -178,7 +184,7 @@ class DocActivities:
         if job is None:
             raise ApplicationError(
                 f"Documentation job {job_id} no longer exists",
-                type="JOB_NOT_FOUND",
+                type=FailureType.JOB_NOT_FOUND,
                 non_retryable=True,
             )
         return job
@@ -193,11 +199,9 @@ def _record_result(job: AIRequest, edits: DocEdits, request: AssembleInput) -> N
     job.model = models.most_common(1)[0][0] if models else None
     job.tokens_in = sum(item.tokens_in for item in generated)
     job.tokens_out = sum(item.tokens_out for item in generated)
-    job.duration_ms = request.duration_ms
     job.output_text = edits.patched_content
     job.result = edits.model_dump(mode="json")
-    job.status = DocPhase.COMPLETED.value
-    job.completed_at = utc_now()
+    record_outcome(job, DocPhase.COMPLETED, duration_ms=request.duration_ms, error=None)
 
 
 def _language(value: str) -> Language:

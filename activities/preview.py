@@ -10,20 +10,24 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from core.clock import utc_now
+from contracts.failures import job_failure
+from contracts.jobs import JobError
+from contracts.previews import (
+    BUILD_PREVIEW,
+    NOTIFY_PREVIEW_OUTCOME,
+    RECORD_PREVIEW_OUTCOME,
+    BuildPhase,
+    PreviewArtifacts,
+    PreviewBuildInput,
+    PreviewOutcome,
+)
 from core.errors import PreviewError, StorageError
+from services.jobs.lifecycle import record_outcome
 from services.notifications.hub import NotificationHub
 from services.notifications.schemas import NotificationType
 from services.notifications.service import NotificationService
 from services.previews.builder import Builder
 from services.previews.repository import PreviewRepository
-from workflows.contracts import (
-    BuildPhase,
-    JobError,
-    PreviewArtifacts,
-    PreviewBuildInput,
-    PreviewOutcome,
-)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,7 @@ class PreviewActivities:
         self.sessions = sessions
         self.hub = hub
 
-    @activity.defn(name="build_preview")
+    @activity.defn(name=BUILD_PREVIEW)
     async def build_preview(self, request: PreviewBuildInput) -> PreviewArtifacts:
         """Heartbeats the current phase while it works, so that the API can report it and
         Temporal notices cancellation and dead workers."""
@@ -70,25 +74,21 @@ class PreviewActivities:
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
 
-    @activity.defn(name="record_preview_outcome")
+    @activity.defn(name=RECORD_PREVIEW_OUTCOME)
     async def record_preview_outcome(self, outcome: PreviewOutcome) -> None:
         async with self.sessions() as session:
             build = await PreviewRepository(session).get(outcome.build_id)
             if build is None:  # the project was deleted meanwhile
                 return
-            build.status = outcome.phase.value
-            build.duration_ms = outcome.duration_ms
-            build.completed_at = utc_now()
+            record_outcome(
+                build, outcome.phase, duration_ms=outcome.duration_ms, error=outcome.error
+            )
             if outcome.artifacts is not None:
                 build.bundle_size = outcome.artifacts.bundle_size
                 build.storage_url = outcome.artifacts.storage_prefix
-            if outcome.error is not None:
-                build.error_code = outcome.error.code
-                build.error_message = outcome.error.message
-                build.error_details = outcome.error.details
             await session.commit()
 
-    @activity.defn(name="notify_preview_outcome")
+    @activity.defn(name=NOTIFY_PREVIEW_OUTCOME)
     async def notify_preview_outcome(self, outcome: PreviewOutcome) -> None:
         if outcome.phase == BuildPhase.CANCELLED:
             return  # the user cancelled it themselves
@@ -111,5 +111,5 @@ class PreviewActivities:
 def _application_error(
     exc: PreviewError | StorageError, *, non_retryable: bool
 ) -> ApplicationError:
-    error = JobError(code=str(exc.code), message=exc.message, details=exc.details)
-    return error.as_failure(non_retryable=non_retryable)
+    error = JobError(code=exc.code, message=exc.message, details=exc.details)
+    return job_failure(error, non_retryable=non_retryable)

@@ -22,7 +22,10 @@ from services.auth.service import AuthService, authenticate_access_token
 from services.common import MAX_PAGE_SIZE
 from services.docs.service import DocJobService
 from services.notifications.service import NotificationService
-from services.previews.service import PreviewService
+from services.previews.build_service import BuildService
+from services.previews.manifest_service import ManifestService
+from services.previews.share_service import ShareService
+from services.previews.source_service import SourceService
 from services.projects.service import ProjectService
 from services.users.service import UserService
 
@@ -108,14 +111,20 @@ async def get_notification_service(
     return NotificationService(session, resources.notification_hub)
 
 
-async def get_preview_service(session: SessionDep, resources: ResourcesDep) -> PreviewService:
-    return PreviewService(
-        session,
-        resources.settings,
-        resources.storage,
-        resources.temporal,
-        resources.notification_hub,
-    )
+async def get_build_service(session: SessionDep, resources: ResourcesDep) -> BuildService:
+    return BuildService(session, resources.settings, resources.storage, resources.temporal)
+
+
+async def get_source_service(session: SessionDep, resources: ResourcesDep) -> SourceService:
+    return SourceService(session, resources.storage)
+
+
+async def get_manifest_service(session: SessionDep, resources: ResourcesDep) -> ManifestService:
+    return ManifestService(session, resources.settings, resources.storage)
+
+
+async def get_share_service(session: SessionDep, resources: ResourcesDep) -> ShareService:
+    return ShareService(session, resources.notification_hub)
 
 
 async def get_doc_job_service(session: SessionDep, resources: ResourcesDep) -> DocJobService:
@@ -124,7 +133,10 @@ async def get_doc_job_service(session: SessionDep, resources: ResourcesDep) -> D
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 DocJobServiceDep = Annotated[DocJobService, Depends(get_doc_job_service)]
-PreviewServiceDep = Annotated[PreviewService, Depends(get_preview_service)]
+BuildServiceDep = Annotated[BuildService, Depends(get_build_service)]
+SourceServiceDep = Annotated[SourceService, Depends(get_source_service)]
+ManifestServiceDep = Annotated[ManifestService, Depends(get_manifest_service)]
+ShareServiceDep = Annotated[ShareService, Depends(get_share_service)]
 NotificationServiceDep = Annotated[NotificationService, Depends(get_notification_service)]
 UserServiceDep = Annotated[UserService, Depends(get_user_service)]
 ProjectServiceDep = Annotated[ProjectService, Depends(get_project_service)]

@@ -13,7 +13,8 @@ from redis.exceptions import RedisError
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import AppError, ErrorCode, error_body
+from contracts.errors import ErrorCode
+from core.errors import AppError, error_body
 
 log = logging.getLogger(__name__)
 

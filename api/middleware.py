@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
-from core.errors import ErrorCode
+from contracts.errors import ErrorCode
 from core.logging import RequestContext, bind_request_context, reset_request_context
 
 log = logging.getLogger("hivesync.access")

@@ -26,17 +26,17 @@ import redis
 from psycopg import sql
 from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.taskqueue.v1 import TaskQueue as TaskQueueRef
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from contracts.jobs import TaskQueue
 from core import seaweedfs as weed
 from core.config import Settings
 from core.logging import configure_logging, flush_logging
 from core.processes import ManagedProcess, port_open
 from core.temporal import dev_server_command
 from migrations import runner
-from workflows.contracts import CPU_TASK_QUEUE, GPU_TASK_QUEUE
 
 log = logging.getLogger("hivesync.dev")
 
@@ -333,9 +333,9 @@ class DevStack:
             )
         else:
             env["BUNDLER_WORK_DIR"] = str(self.data_dir / "bundler")
-        queues = [CPU_TASK_QUEUE]
+        queues = [TaskQueue.CPU]
         if self.settings.local_ai_enabled:
-            queues.append(GPU_TASK_QUEUE)
+            queues.append(TaskQueue.GPU)
         for queue in queues:
             command = [sys.executable, "-m", "cli", "worker", "--queue", queue]
             worker = ManagedProcess(f"worker {queue}", command, env=env)
@@ -437,7 +437,7 @@ async def _wait_for_poller(
     client = await Client.connect(address, namespace="default")
     request = DescribeTaskQueueRequest(
         namespace="default",
-        task_queue=TaskQueue(name=task_queue),
+        task_queue=TaskQueueRef(name=task_queue),
         task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
     )
     deadline = time.monotonic() + timeout_s

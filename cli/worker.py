@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 
 from activities.docs import DocActivities
 from activities.preview import PreviewActivities
+from contracts.jobs import TaskQueue
 from core.config import Settings
 from core.db import create_engine, create_session_factory
 from core.logging import configure_logging, flush_logging
@@ -27,13 +28,12 @@ from services.notifications.hub import NotificationHub
 from services.previews.builder import Builder
 from services.previews.bundler import BundlerPool
 from services.previews.toolchain import toolchain_versions
-from workflows.contracts import CPU_TASK_QUEUE, GPU_TASK_QUEUE
 from workflows.docs import DocPassWorkflow
 from workflows.preview import PreviewBuildWorkflow
 
 log = logging.getLogger("hivesync.worker")
 
-QUEUES = (CPU_TASK_QUEUE, GPU_TASK_QUEUE)
+QUEUES = (TaskQueue.CPU, TaskQueue.GPU)
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ async def open_worker(settings: Settings, queue: str) -> AsyncIterator[RunningWo
     hub = NotificationHub(redis, settings.redis_key_prefix)
     sessions = create_session_factory(engine)
     docs = DocActivities(ai_engine, sessions, hub)
-    bundler = BundlerPool(settings) if queue == CPU_TASK_QUEUE else None
+    bundler = BundlerPool(settings) if queue == TaskQueue.CPU else None
     try:
         if bundler is not None:
             await bundler.start()

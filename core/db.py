@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -24,6 +25,7 @@ from sqlalchemy.util.queue import AsyncAdaptedQueue, Empty
 from core.config import Settings
 
 T = TypeVar("T")
+RowT = TypeVar("RowT")
 
 # JSON everywhere, stored as JSONB on Postgres.
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
@@ -140,6 +142,26 @@ async def release_connection(session: AsyncSession) -> None:
     if session.new or session.dirty or session.deleted:
         raise RuntimeError("release_connection() would commit pending changes")
     await session.commit()
+
+
+async def insert_or_existing(
+    session: AsyncSession, row: RowT, existing: Callable[[], Awaitable[RowT | None]]
+) -> RowT:
+    """Insert `row` and commit; when a unique constraint says an identical row got there first
+    (a concurrent identical request), the row that won, read by `existing`.
+
+    Read plain attributes of other objects before calling: the rollback of a lost race expires
+    every object the session holds."""
+    session.add(row)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        winner = await existing()
+        if winner is None:  # the constraint that failed was not the identity one
+            raise
+        return winner
+    return row
 
 
 async def paginate(

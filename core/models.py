@@ -10,6 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from contracts.docs import doc_workflow_id
+from contracts.previews import preview_workflow_id
 from core.clock import utc_now
 from core.db import JSONType, UTCDateTime
 
@@ -58,67 +60,97 @@ class Project(SQLModel, table=True):
     config: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
 
 
-class AIRequest(SQLModel, table=True):
+class JobRecord(SQLModel):
+    """The columns every kind of job shares, in its own table: whose it is, its status (a
+    phase of `contracts`), when the current run was requested and ended, and why it failed.
+    `services/jobs/lifecycle.py` reads and writes them the same way for every kind."""
+
+    project_id: uuid.UUID = Field(foreign_key="projects.id", ondelete="CASCADE")
+    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    status: str = Field(max_length=16)
+    # Reset when a failed or cancelled job is asked for again and runs anew.
+    requested_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, nullable=False)
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    duration_ms: int | None = None
+    error_code: str | None = Field(default=None, max_length=32)
+    error_message: str | None = Field(default=None, sa_type=sa.Text)
+    error_details: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+
+    @property
+    def workflow_id(self) -> str:
+        """The id of the workflow that runs this job (one run at a time)."""
+        raise NotImplementedError
+
+    def forget_outcome(self) -> None:
+        """Clear what the last run left, before another run."""
+        self.completed_at = None
+        self.duration_ms = None
+        self.error_code = self.error_message = None
+        self.error_details = None
+
+
+class AIRequest(JobRecord, table=True):
     """One AI documentation job (filled by the docs workflow)."""
 
     __tablename__ = "ai_requests"
     __table_args__ = (
-        sa.Index("ix_ai_requests_project_created", "project_id", "created_at"),
+        sa.Index("ix_ai_requests_project_requested", "project_id", "requested_at"),
         sa.UniqueConstraint("job_key", name="uq_ai_requests_job_key"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    project_id: uuid.UUID = Field(foreign_key="projects.id", ondelete="CASCADE")
-    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
     file_path: str = Field(max_length=1024)
     job_type: str = Field(max_length=32)
-    status: str = Field(max_length=16)
     provider: str | None = Field(default=None, max_length=64)
     input_text: str = Field(sa_type=sa.Text)
     output_text: str | None = Field(default=None, sa_type=sa.Text)
-    error: str | None = Field(default=None, sa_type=sa.Text)
-    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, nullable=False)
-    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Identical requests (project, job type, path, language, content) share the job.
     job_key: str = Field(max_length=64)
     language: str = Field(max_length=16)
     model: str | None = Field(default=None, max_length=128)
     tokens_in: int | None = None
     tokens_out: int | None = None
-    duration_ms: int | None = None
-    error_code: str | None = Field(default=None, max_length=32)
-    error_details: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
     # The checked edits, patched content, diff and suggestions (services.docs.schemas.DocEdits).
     result: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
 
+    @property
+    def workflow_id(self) -> str:
+        return doc_workflow_id(self.id)
 
-class PreviewLog(SQLModel, table=True):
+    def forget_outcome(self) -> None:
+        super().forget_outcome()
+        self.provider = self.model = self.output_text = None
+        self.tokens_in = self.tokens_out = None
+        self.result = None
+
+
+class PreviewLog(JobRecord, table=True):
     """One preview build: identical requests (same project, sources, platform, entry file,
     environment and toolchain) share the row, its `build_id` and its workflow run."""
 
     __tablename__ = "preview_logs"
     __table_args__ = (
-        sa.Index("ix_preview_logs_project_timestamp", "project_id", "timestamp"),
+        sa.Index("ix_preview_logs_project_requested", "project_id", "requested_at"),
         sa.UniqueConstraint("build_id", name="uq_preview_logs_build_id"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     build_id: str = Field(max_length=32)
-    project_id: uuid.UUID = Field(foreign_key="projects.id", ondelete="CASCADE")
-    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
-    timestamp: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, nullable=False)
     source_hash: str = Field(max_length=64)
     entry_file: str = Field(max_length=1024)
     environment: str = Field(max_length=16)
     platform: str = Field(max_length=16)
-    status: str = Field(max_length=16)
     bundle_size: int | None = Field(default=None, sa_type=sa.BigInteger)
     storage_url: str | None = Field(default=None, max_length=2048)
-    duration_ms: int | None = None
-    error_code: str | None = Field(default=None, max_length=32)
-    error_message: str | None = Field(default=None, sa_type=sa.Text)
-    error_details: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
-    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+    @property
+    def workflow_id(self) -> str:
+        return preview_workflow_id(self.build_id)
+
+    def forget_outcome(self) -> None:
+        super().forget_outcome()
+        self.bundle_size = None
+        self.storage_url = None
 
 
 class PreviewSource(SQLModel, table=True):

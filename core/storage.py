@@ -19,8 +19,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
+from contracts.errors import ErrorCode
 from core.config import Settings
-from core.errors import ErrorCode, StorageError
+from core.errors import StorageError
 
 if TYPE_CHECKING:
     from types_boto3_s3.client import S3Client

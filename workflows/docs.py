@@ -18,7 +18,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.contracts import (
+    from contracts.docs import (
+        ASSEMBLE_DOC_JOB,
+        DOC_WORKFLOW,
+        GENERATE_DOC_TEXT,
+        NOTIFY_DOC_OUTCOME,
+        PLAN_DOC_JOB,
+        RECORD_DOC_OUTCOME,
         AssembleInput,
         DocJobInput,
         DocJobOutcome,
@@ -27,11 +33,11 @@ with workflow.unsafe.imports_passed_through():
         GeneratedText,
         GenerateInput,
         GenerationTask,
-        JobError,
     )
+    from contracts.errors import ErrorCode, FailureType
+    from contracts.failures import job_error, job_failure
+    from contracts.jobs import JobError
 
-UNUSABLE_OUTPUT = "AI_UNUSABLE_OUTPUT"
-AI_ERROR = "AI_ERROR"
 # Model calls: an engine call tries every provider in turn, each bounded by its own timeout.
 GENERATE_TIMEOUT = timedelta(minutes=6)
 GENERATE_RETRY = RetryPolicy(
@@ -39,27 +45,27 @@ GENERATE_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=3,
-    non_retryable_error_types=[UNUSABLE_OUTPUT],
+    non_retryable_error_types=[FailureType.UNUSABLE_OUTPUT],
 )
 STEP_TIMEOUT = timedelta(minutes=2)
 STEP_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=5,
-    non_retryable_error_types=["INVALID_RESULT", "JOB_NOT_FOUND"],
+    non_retryable_error_types=[FailureType.INVALID_RESULT, FailureType.JOB_NOT_FOUND],
 )
 BOOKKEEPING_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
 )
 
 
-@workflow.defn(name="DocPassWorkflow")
+@workflow.defn(name=DOC_WORKFLOW)
 class DocPassWorkflow:
     @workflow.run
     async def run(self, request: DocJobInput) -> DocJobSummary:
         try:
             tasks: list[GenerationTask] = await workflow.execute_activity(
-                "plan_doc_job",
+                PLAN_DOC_JOB,
                 request.job_id,
                 result_type=list[GenerationTask],
                 start_to_close_timeout=STEP_TIMEOUT,
@@ -67,7 +73,7 @@ class DocPassWorkflow:
             )
             generated = await self._generate_all(request, tasks)
             summary: DocJobSummary = await workflow.execute_activity(
-                "assemble_doc_job",
+                ASSEMBLE_DOC_JOB,
                 AssembleInput(
                     job_id=request.job_id,
                     tasks=tasks,
@@ -84,7 +90,7 @@ class DocPassWorkflow:
                 raise
             error = _job_error(failure)
             await self._finish(request, DocPhase.FAILED, error=error)
-            raise error.as_failure(non_retryable=True) from failure
+            raise job_failure(error, non_retryable=True) from failure
         except asyncio.CancelledError:
             await self._finish(request, DocPhase.CANCELLED)
             raise
@@ -117,7 +123,7 @@ class DocPassWorkflow:
         self, request: DocJobInput, task: GenerationTask, *, strict: bool
     ) -> GeneratedText:
         result: GeneratedText = await workflow.execute_activity(
-            "generate_doc_text",
+            GENERATE_DOC_TEXT,
             GenerateInput(task=task, strict=strict),
             result_type=GeneratedText,
             task_queue=request.inference_queue,
@@ -144,9 +150,9 @@ class DocPassWorkflow:
             summary=summary,
             error=error,
         )
-        activities = ["notify_doc_outcome"]
+        activities = [NOTIFY_DOC_OUTCOME]
         if phase != DocPhase.COMPLETED:  # assemble_doc_job recorded the completed ones
-            activities.insert(0, "record_doc_outcome")
+            activities.insert(0, RECORD_DOC_OUTCOME)
         for activity_name in activities:
             await workflow.execute_activity(
                 activity_name,
@@ -161,15 +167,15 @@ class DocPassWorkflow:
 
 def _is_unusable(failure: ActivityError) -> bool:
     cause = failure.cause
-    return isinstance(cause, ApplicationError) and cause.type == UNUSABLE_OUTPUT
+    return isinstance(cause, ApplicationError) and cause.type == FailureType.UNUSABLE_OUTPUT
 
 
 def _job_error(failure: ActivityError) -> JobError:
     """The error clients see: the activity's code, message and details; AI_ERROR otherwise."""
-    error = JobError.from_failure(failure.cause, AI_ERROR)
-    if isinstance(failure.cause, ApplicationError) and failure.cause.type == UNUSABLE_OUTPUT:
+    error = job_error(failure.cause, ErrorCode.AI_ERROR)
+    if _is_unusable(failure):
         return JobError(  # a stricter prompt did not help either
-            code=AI_ERROR,
+            code=ErrorCode.AI_ERROR,
             message="The model's answers were unusable, even with a stricter prompt: "
             + error.message,
             details=error.details,

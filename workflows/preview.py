@@ -16,15 +16,21 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.contracts import (
+    from contracts.errors import ErrorCode
+    from contracts.failures import job_error, job_failure
+    from contracts.jobs import JobError
+    from contracts.previews import (
+        BUILD_PREVIEW,
+        FINAL_PREVIEW_ERRORS,
+        NOTIFY_PREVIEW_OUTCOME,
+        PREVIEW_WORKFLOW,
+        RECORD_PREVIEW_OUTCOME,
         BuildPhase,
-        JobError,
         PreviewArtifacts,
         PreviewBuildInput,
         PreviewOutcome,
     )
 
-FINAL_ERRORS = ["PREVIEW_TIMEOUT", "PREVIEW_BUILD_FAILED", "PREVIEW_INVALID_SOURCE"]
 # Fetching sources, compressing and uploading, on top of Metro's own hard timeout.
 TRANSFER_ALLOWANCE = timedelta(minutes=3)
 BUILD_RETRY = RetryPolicy(
@@ -32,20 +38,20 @@ BUILD_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=5,
-    non_retryable_error_types=FINAL_ERRORS,
+    non_retryable_error_types=list(FINAL_PREVIEW_ERRORS),
 )
 BOOKKEEPING_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
 )
 
 
-@workflow.defn(name="PreviewBuildWorkflow")
+@workflow.defn(name=PREVIEW_WORKFLOW)
 class PreviewBuildWorkflow:
     @workflow.run
     async def run(self, request: PreviewBuildInput) -> PreviewArtifacts:
         try:
             artifacts: PreviewArtifacts = await workflow.execute_activity(
-                "build_preview",
+                BUILD_PREVIEW,
                 request,
                 result_type=PreviewArtifacts,
                 start_to_close_timeout=timedelta(milliseconds=request.timeout_ms)
@@ -59,9 +65,9 @@ class PreviewBuildWorkflow:
             if is_cancelled_exception(failure):  # the build was cancelled while it ran
                 await self._finish(request, BuildPhase.CANCELLED)
                 raise
-            error = JobError.from_failure(failure.cause, "PREVIEW_ERROR")
+            error = job_error(failure.cause, ErrorCode.PREVIEW_ERROR)
             await self._finish(request, BuildPhase.FAILED, error=error)
-            raise error.as_failure(non_retryable=True) from failure
+            raise job_failure(error, non_retryable=True) from failure
         except asyncio.CancelledError:
             await self._finish(request, BuildPhase.CANCELLED)
             raise
@@ -86,7 +92,7 @@ class PreviewBuildWorkflow:
             artifacts=artifacts,
             error=error,
         )
-        for activity_name in ("record_preview_outcome", "notify_preview_outcome"):
+        for activity_name in (RECORD_PREVIEW_OUTCOME, NOTIFY_PREVIEW_OUTCOME):
             await workflow.execute_activity(
                 activity_name,
                 outcome,

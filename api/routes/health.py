@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from api.deps import ResourcesDep
-from core.errors import ErrorCode
+from contracts.errors import ErrorCode
 from services.health import check_database, check_redis, check_temporal
 
 router = APIRouter(prefix="/health", tags=["health"])

@@ -48,12 +48,13 @@ from typing import Any
 
 from bench.docs import cpu
 from bench.stack import InferenceServer, Stack, signed_in_client
+from contracts.docs import DocJobType, GenerationTask
+from contracts.jobs import TaskQueue
 from core.config import Settings
 from inference.local_model import ChatRequest, Completion, LocalModel
 from inference.models import model_dir
 from inference.serve import torch_threads
 from services.docs.planning import plan_tasks
-from workflows.contracts import CPU_TASK_QUEUE, GPU_TASK_QUEUE, DocJobType, GenerationTask
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = Path(__file__).resolve().parent / "sample_access_log.py"
@@ -323,8 +324,8 @@ def start_stack(stack: Stack, root: Path) -> InferenceServer:
     server = stack.start_inference()
     bundler = {"BUNDLER_WORK_DIR": str(root / "bundler"), "BUNDLER_CACHE_DIR": str(root / "metro")}
     workers = [
-        stack.launch(stack.worker(CPU_TASK_QUEUE, env=bundler), wait=False),
-        stack.launch(stack.worker(GPU_TASK_QUEUE), wait=False),
+        stack.launch(stack.worker(TaskQueue.CPU, env=bundler), wait=False),
+        stack.launch(stack.worker(TaskQueue.GPU), wait=False),
     ]
     server.wait_until_ready()
     for worker in workers:

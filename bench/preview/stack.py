@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.stack import Stack, Worker
+from contracts.jobs import TaskQueue
 from core.processes import peak_rss_bytes
-from workflows.contracts import CPU_TASK_QUEUE
 
 SAMPLE_INTERVAL_S = 0.05
 
@@ -151,7 +151,7 @@ class PreviewStack(Stack):
         """A cpu_tasks worker whose Metro works in `work_dir` with its cache in `cache_dir`,
         once it is ready to take builds."""
         env = {"BUNDLER_WORK_DIR": str(work_dir), "BUNDLER_CACHE_DIR": str(cache_dir)}
-        plain = self.worker(CPU_TASK_QUEUE, env=env)
+        plain = self.worker(TaskQueue.CPU, env=env)
         worker = MetroWorker(
             plain.name, plain.queue, plain.process, plain.log_file, work_dir, cache_dir
         )

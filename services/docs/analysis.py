@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from contracts.docs import Language
 from services.docs.languages import Grammar
 from services.docs.text import SourceText, Span
-from workflows.contracts import Language
 
 SymbolKind = Literal["function", "method", "class", "interface"]
 DocStyle = Literal["google", "numpy", "rest", "jsdoc"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from contracts.docs import DocJobType, GenerationTask, Language, TaskKind
 from services.docs.analysis import DocStyle
 from services.docs.languages import Grammar, grammar_for, syntax_problem
 from services.docs.planning import KINDS
@@ -30,7 +31,6 @@ from services.docs.rendering import (
 from services.docs.schemas import DocEdits, Edit, Position, Range, RenameSuggestion
 from services.docs.text import SourceText
 from services.docs.validation import InvalidResult, apply_edits, check_edits
-from workflows.contracts import DocJobType, GenerationTask, Language, TaskKind
 
 __all__ = ["InvalidResult", "apply_edits", "assemble", "unified_diff"]
 

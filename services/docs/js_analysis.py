@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from tree_sitter import Node
 
+from contracts.docs import Language
 from services.docs.analysis import (
     MAX_COMMENTS,
     MAX_RENAMES,
@@ -33,7 +34,6 @@ from services.docs.analysis import (
 )
 from services.docs.languages import Grammar, parse_tree, walk
 from services.docs.text import SourceText, Span
-from workflows.contracts import Language
 
 FUNCTION_LIKE = frozenset(
     {

@@ -17,9 +17,9 @@ from typing import Literal
 import tree_sitter
 from tree_sitter_language_pack import get_parser
 
+from contracts.docs import Language
 from core.errors import ValidationFailed
 from services.docs.text import SourceText
-from workflows.contracts import Language
 
 Grammar = Literal["python", "javascript", "typescript", "tsx"]
 

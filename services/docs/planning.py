@@ -11,10 +11,10 @@ Temporal, so it is plain JSON.
 
 from __future__ import annotations
 
+from contracts.docs import ChatMessage, DocJobType, GenerationTask, Language, TaskKind
 from services.docs.analysis import FileAnalysis, RenameCandidate, Symbol, TrickyLine, analyze
 from services.docs.languages import check_content, grammar_for
 from services.docs.text import SourceText
-from workflows.contracts import ChatMessage, DocJobType, GenerationTask, Language, TaskKind
 
 KINDS: dict[DocJobType, frozenset[TaskKind]] = {
     DocJobType.FUNCTION_DOC: frozenset({TaskKind.DOCSTRING}),

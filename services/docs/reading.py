@@ -28,9 +28,9 @@ import textwrap
 import unicodedata
 from typing import Any
 
+from contracts.docs import GenerationTask, TaskKind
 from services.docs.analysis import is_unclear_name
 from services.docs.languages import parse_tree, syntax_problem
-from workflows.contracts import GenerationTask, TaskKind
 
 MAX_CHARS = {TaskKind.SUMMARY: 400, TaskKind.DOCSTRING: 200, TaskKind.COMMENT: 120}
 MAX_SENTENCES = {TaskKind.SUMMARY: 3, TaskKind.DOCSTRING: 1, TaskKind.COMMENT: 1}

@@ -39,7 +39,7 @@ class DocJobRepository:
         statement = (
             sa.select(AIRequest)
             .where(col(AIRequest.project_id) == project_id)
-            .order_by(col(AIRequest.created_at).desc(), col(AIRequest.id))
+            .order_by(col(AIRequest.requested_at).desc(), col(AIRequest.id))
         )
         return await paginate(self.session, statement, limit=limit, offset=offset)
 

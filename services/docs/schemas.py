@@ -10,8 +10,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from contracts.docs import DocJobType, DocPhase, Language
+from contracts.jobs import JobError
 from services.common import InputModel
-from workflows.contracts import DocJobType, DocPhase, Language
 
 MAX_CONTENT_BYTES = 1024 * 1024
 
@@ -88,5 +89,5 @@ class DocJobRead(BaseModel):
     status: DocPhase
     created_at: datetime
     completed_at: datetime | None = None
-    error: dict[str, object] | None = None
+    error: JobError | None = None
     result: DocResult | None = None

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import brotli
 
+from contracts.errors import ErrorCode
+from contracts.previews import AssetInfo, BuildPhase, PreviewArtifacts, PreviewBuildInput
 from core.clock import utc_now
-from core.errors import ErrorCode, PreviewError
+from core.errors import PreviewError
 from core.storage import ObjectNotFound, Storage
 from services.previews import layout
 from services.previews.bundler import BundleResult, BundlerPool, Workspace
 from services.previews.sources import extract_archive
-from workflows.contracts import AssetInfo, BuildPhase, PreviewArtifacts, PreviewBuildInput
 
 # Brotli 5 compresses a Metro bundle within a few % of level 11, in a fraction of the time.
 BROTLI_QUALITY = 5

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts.errors import ErrorCode
 from core.config import Settings
-from core.errors import ErrorCode, PreviewError
+from core.errors import PreviewError
 from core.processes import peak_rss_bytes
 
 log = logging.getLogger(__name__)

@@ -53,7 +53,7 @@ class PreviewRepository:
         statement = (
             sa.select(PreviewLog)
             .where(col(PreviewLog.project_id) == project_id)
-            .order_by(col(PreviewLog.timestamp).desc(), col(PreviewLog.id))
+            .order_by(col(PreviewLog.requested_at).desc(), col(PreviewLog.id))
         )
         return await paginate(self.session, statement, limit=limit, offset=offset)
 

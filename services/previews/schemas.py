@@ -6,8 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
+from contracts.jobs import JobError
+from contracts.previews import BuildPhase, Environment, Platform
 from services.common import InputModel
-from workflows.contracts import BuildPhase, Environment, JobError, Platform
 
 
 class Base64File(InputModel):

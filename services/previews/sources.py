@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from core.errors import ErrorCode, PreviewError
+from contracts.errors import ErrorCode
+from core.errors import PreviewError
 
 MAX_FILES = 5_000
 MAX_TOTAL_BYTES = 50 * 1024 * 1024

@@ -19,10 +19,10 @@ from fastapi.testclient import TestClient
 from temporalio.client import Client
 
 from api.app import create_app
+from contracts.previews import preview_workflow_id as workflow_id
 from core.config import Settings
 from core.processes import ManagedProcess, processes_mentioning
 from core.temporal import connect_temporal
-from services.previews.service import workflow_id
 from tests.fixtures.api import register_on
 from tests.fixtures.previews import (
     PreviewApi,

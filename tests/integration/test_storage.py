@@ -18,8 +18,9 @@ import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
+from contracts.errors import ErrorCode
 from core.config import Settings
-from core.errors import ErrorCode, StorageError
+from core.errors import StorageError
 from core.storage import ObjectNotFound, Storage
 from tests.fixtures.storage import SeaweedFS, storage_settings_for
 

@@ -3,26 +3,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import CurrentUser, DocJobServiceDep, Limit, Offset, SettingsDep
+from api.deps import CurrentUser, DocJobServiceDep, Limit, Offset
 from services.common import DEFAULT_PAGE_SIZE, Page
 from services.docs.schemas import DocJobAccepted, DocJobCreate, DocJobRead
-from workflows.contracts import DocPhase
 
 router = APIRouter(prefix="/docs", tags=["docs"])
 
 
 @router.post("/jobs", status_code=status.HTTP_202_ACCEPTED)
 async def create_job(
-    body: DocJobCreate, user: CurrentUser, jobs: DocJobServiceDep, settings: SettingsDep
+    body: DocJobCreate, user: CurrentUser, jobs: DocJobServiceDep
 ) -> DocJobAccepted:
     """Document a file: file summary, inline comments, docstrings, rename suggestions or a
     full pass. Identical requests share one job. Poll `status_url` for the edits."""
-    job = await jobs.create(user, body)
-    return DocJobAccepted(
-        job_id=job.id,
-        status=DocPhase(job.status),
-        status_url=f"{settings.base_url}/api/v1/docs/jobs/{job.id}",
-    )
+    return await jobs.create(user, body)
 
 
 @router.get("/jobs")

@@ -3,7 +3,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Response, UploadFile
 
-from api.deps import CurrentUser, Limit, Offset, PreviewServiceDep, ProjectServiceDep
+from api.deps import CurrentUser, Limit, Offset, ProjectServiceDep, SourceServiceDep
 from services.common import DEFAULT_PAGE_SIZE, Page
 from services.previews.schemas import SourceUploaded
 from services.projects.schemas import ProjectCreate, ProjectRead, ProjectUpdate
@@ -34,13 +34,13 @@ async def upload_sources(
     project_id: uuid.UUID,
     file: Annotated[UploadFile, File(description="A .zip or .tar.gz of the app's sources")],
     user: CurrentUser,
-    previews: PreviewServiceDep,
+    sources: SourceServiceDep,
 ) -> SourceUploaded:
     """Upload the sources once; build from them with `source_id`. Checked before anything is
     stored: relative paths, regular files only, at most 5,000 files and 50 MB unpacked."""
     size = file.size if file.size is not None else len(await file.read())
     await file.seek(0)
-    return await previews.upload_sources(user, project_id, file.file, size)
+    return await sources.upload(user, project_id, file.file, size)
 
 
 @router.get("/{project_id}")

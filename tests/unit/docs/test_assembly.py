@@ -12,6 +12,7 @@ from itertools import cycle
 import pytest
 from tree_sitter_language_pack import get_parser
 
+from contracts.docs import DocJobType, GenerationTask, Language, TaskKind
 from core.errors import ValidationFailed
 from services.docs.assembly import InvalidResult, apply_edits, assemble
 from services.docs.planning import plan_tasks, stricter
@@ -20,7 +21,6 @@ from services.docs.schemas import DocEdits, Edit, Position
 from services.docs.text import SourceText
 from services.docs.validation import check_edits
 from tests.unit.docs.samples import JAVASCRIPT, NUMPY_PYTHON, PYTHON, REST_PYTHON, TYPESCRIPT
-from workflows.contracts import DocJobType, GenerationTask, Language, TaskKind
 
 # What models might answer, tricky ones included: word salad, chatter, quotes that would close
 # a docstring, `*/`, backslashes, backticks, code fences.

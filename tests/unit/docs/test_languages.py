@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from contracts.docs import Language
 from core.errors import ValidationFailed
 from services.docs.languages import check_content, detect_language, grammar_for
-from workflows.contracts import Language
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from contracts.docs import GenerationTask, TaskKind
 from services.docs.reading import UnusableOutput, read_answer
-from workflows.contracts import GenerationTask, TaskKind
 
 
 def task(kind: TaskKind, **context: Any) -> GenerationTask:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from contracts.docs import Language
 from services.docs.analysis import RenameCandidate, analyze
 from services.docs.text import Span
-from workflows.contracts import Language
 
 SCOPES = """\
 tmp = "module"

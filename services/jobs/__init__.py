@@ -1,0 +1,1 @@
+"""What every kind of job shares (preview builds, documentation passes): one lifecycle."""

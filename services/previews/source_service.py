@@ -1,0 +1,85 @@
+"""A project's sources: checked, stored once in object storage (content-addressed), and found
+again by id (an uploaded archive) or by hash (the same files sent inline again)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import IO
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db import insert_or_existing
+from core.errors import NotFound
+from core.models import PreviewSource, User
+from core.storage import Storage
+from services.previews import layout
+from services.previews.repository import PreviewRepository
+from services.previews.schemas import Base64File, BuildRequest, SourceUploaded
+from services.previews.sources import SourceSet, decode_base64, from_archive, from_inline
+from services.projects.service import ProjectService
+
+
+class SourceService:
+    def __init__(self, session: AsyncSession, storage: Storage) -> None:
+        self.session = session
+        self.storage = storage
+        self.previews = PreviewRepository(session)
+        self.projects = ProjectService(session)
+
+    async def upload(
+        self, owner: User, project_id: uuid.UUID, archive: IO[bytes], archive_size: int
+    ) -> SourceUploaded:
+        """An uploaded .zip or .tar.gz, checked before anything is stored."""
+        project = await self.projects.get(owner, project_id)
+        sources = await asyncio.to_thread(from_archive, archive, archive_size)
+        stored = await self._store(project.id, sources)
+        return SourceUploaded(
+            source_id=stored.id,
+            source_hash=stored.source_hash,
+            file_count=stored.file_count,
+            total_bytes=stored.total_bytes,
+        )
+
+    async def for_build(self, project_id: uuid.UUID, request: BuildRequest) -> PreviewSource:
+        """The sources a build request names: an upload of the project (`source_id`), or its
+        inline `files`, checked and stored."""
+        if request.source_id is not None:
+            source = await self.previews.get_source(request.source_id, project_id)
+            if source is None:
+                raise NotFound("Source not found")
+            return source
+        assert request.files is not None
+        decoded = {
+            path: decode_base64(path, content.base64)
+            if isinstance(content, Base64File)
+            else content
+            for path, content in request.files.items()
+        }
+        sources = await asyncio.to_thread(from_inline, decoded)
+        return await self._store(project_id, sources)
+
+    async def _store(self, project_id: uuid.UUID, sources: SourceSet) -> PreviewSource:
+        """Content-addressed: the same sources are uploaded to storage once, and uploading
+        them again to the same project answers the same source id."""
+        source_hash = sources.source_hash
+        existing = await self.previews.find_source(project_id, source_hash)
+        if existing is not None:
+            return existing
+        key = layout.source_key(source_hash)
+        if not await asyncio.to_thread(self.storage.exists, key):
+            archive = await asyncio.to_thread(sources.to_archive)
+            await asyncio.to_thread(
+                self.storage.upload_bytes, key, archive, content_type="application/gzip"
+            )
+        return await insert_or_existing(
+            self.session,
+            PreviewSource(
+                project_id=project_id,
+                source_hash=source_hash,
+                file_count=len(sources.files),
+                total_bytes=sources.total_bytes,
+                paths=sorted(sources.files),
+            ),
+            lambda: self.previews.find_source(project_id, source_hash),
+        )
