@@ -33,7 +33,7 @@ from contracts.errors import ErrorCode, FailureType
 from contracts.failures import job_failure
 from contracts.jobs import JobError
 from core.models import AIRequest
-from inference.engine import AIEngine, AllProvidersFailed, UnusableAnswer
+from inference.client.engine import AIEngine, AllProvidersFailed, UnusableAnswer
 from services.docs.assembly import InvalidResult, assemble
 from services.docs.planning import plan_tasks, stricter
 from services.docs.reading import UnusableOutput, read_answer

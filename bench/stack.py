@@ -30,9 +30,9 @@ import redis
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from core import seaweedfs as weed
-from core.processes import ManagedProcess, free_port, processes_mentioning
-from core.temporal import dev_server_command
+from cli import seaweedfs as weed
+from cli.processes import ManagedProcess, free_port, processes_mentioning
+from cli.temporal_server import dev_server_command
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

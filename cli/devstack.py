@@ -30,12 +30,12 @@ from temporalio.api.taskqueue.v1 import TaskQueue as TaskQueueRef
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from cli import seaweedfs as weed
+from cli.processes import ManagedProcess, port_open
+from cli.temporal_server import dev_server_command
 from contracts.jobs import TaskQueue
-from core import seaweedfs as weed
 from core.config import Settings
 from core.logging import configure_logging, flush_logging
-from core.processes import ManagedProcess, port_open
-from core.temporal import dev_server_command
 from migrations import runner
 
 log = logging.getLogger("hivesync.dev")

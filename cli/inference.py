@@ -20,7 +20,7 @@ from types import FrameType
 
 from core.config import Settings
 from core.logging import configure_logging, flush_logging
-from inference.models import offline_mode
+from inference.server.models import offline_mode
 
 log = logging.getLogger("hivesync.inference")
 
@@ -67,7 +67,7 @@ def run_inference_server(settings: Settings, options: InferenceOptions) -> int:
     import ray
     from ray import serve
 
-    from inference.serve import APP_NAME, build_app
+    from inference.server.serve import APP_NAME, build_app
 
     try:
         ray.init(

@@ -105,7 +105,7 @@ def inference(
     """Serve the local model (LOCAL_AI_MODEL_PATH, or the embedded SmolLM2) with Ray Serve on a
     local Ray: an OpenAI-compatible API at http://INFERENCE_HOST:INFERENCE_PORT/v1."""
     from cli.inference import default_options, run_inference_server
-    from inference.models import ModelNotFoundError, model_source
+    from inference.server.models import ModelNotFoundError, model_source
 
     settings = _settings()
     try:

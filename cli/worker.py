@@ -22,8 +22,8 @@ from core.logging import configure_logging, flush_logging
 from core.redis import create_redis
 from core.storage import Storage
 from core.temporal import connect_temporal
-from inference.engine import AIEngine, create_http_client
-from inference.engine import create_engine as create_ai_engine
+from inference.client.engine import AIEngine, create_http_client
+from inference.client.engine import create_engine as create_ai_engine
 from services.notifications.hub import NotificationHub
 from services.previews.builder import Builder
 from services.previews.bundler import BundlerPool

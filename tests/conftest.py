@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from cli.processes import ManagedProcess, free_port
+from cli.temporal_server import dev_server_command
 from core.config import Settings
-from core.processes import ManagedProcess, free_port
-from core.temporal import dev_server_command
 from tests.helpers import REDIS_URL, TEST_JWT_SECRET, delete_redis_keys, temporary_database
 
 pytest_plugins = [

@@ -30,7 +30,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from core.processes import ManagedProcess, free_port
+from cli.processes import ManagedProcess, free_port
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "results"

@@ -51,9 +51,9 @@ from bench.stack import InferenceServer, Stack, signed_in_client
 from contracts.docs import DocJobType, GenerationTask
 from contracts.jobs import TaskQueue
 from core.config import Settings
-from inference.local_model import ChatRequest, Completion, LocalModel
-from inference.models import model_dir
-from inference.serve import torch_threads
+from inference.server.local_model import ChatRequest, Completion, LocalModel
+from inference.server.models import model_dir
+from inference.server.serve import torch_threads
 from services.docs.planning import plan_tasks
 
 ROOT = Path(__file__).resolve().parents[2]

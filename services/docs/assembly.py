@@ -14,7 +14,7 @@ import difflib
 from typing import Any
 
 from contracts.docs import DocJobType, GenerationTask, Language, TaskKind
-from services.docs.analysis import DocStyle
+from services.docs.findings import DocStyle
 from services.docs.languages import Grammar, grammar_for, syntax_problem
 from services.docs.planning import KINDS
 from services.docs.reading import RETURNS_KEY

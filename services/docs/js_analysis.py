@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from tree_sitter import Node
 
 from contracts.docs import Language
-from services.docs.analysis import (
+from services.docs.findings import (
     MAX_COMMENTS,
     MAX_RENAMES,
     FileAnalysis,

@@ -12,7 +12,8 @@ Temporal, so it is plain JSON.
 from __future__ import annotations
 
 from contracts.docs import ChatMessage, DocJobType, GenerationTask, Language, TaskKind
-from services.docs.analysis import FileAnalysis, RenameCandidate, Symbol, TrickyLine, analyze
+from services.docs.analysis import analyze
+from services.docs.findings import FileAnalysis, RenameCandidate, Symbol, TrickyLine
 from services.docs.languages import check_content, grammar_for
 from services.docs.text import SourceText
 

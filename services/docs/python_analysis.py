@@ -27,7 +27,7 @@ import tokenize
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from services.docs.analysis import (
+from services.docs.findings import (
     MAX_COMMENTS,
     MAX_RENAMES,
     FileAnalysis,

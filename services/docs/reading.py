@@ -29,7 +29,7 @@ import unicodedata
 from typing import Any
 
 from contracts.docs import GenerationTask, TaskKind
-from services.docs.analysis import is_unclear_name
+from services.docs.findings import is_unclear_name
 from services.docs.languages import parse_tree, syntax_problem
 
 MAX_CHARS = {TaskKind.SUMMARY: 400, TaskKind.DOCSTRING: 200, TaskKind.COMMENT: 120}

@@ -12,7 +12,7 @@ import textwrap
 import unicodedata
 from dataclasses import dataclass
 
-from services.docs.analysis import DocStyle
+from services.docs.findings import DocStyle
 
 PYTHON_WIDTH = 79  # PEP 8
 JS_WIDTH = 80

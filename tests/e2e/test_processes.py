@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.processes import ManagedProcess, free_port, port_open, processes_mentioning
-from core.seaweedfs import WeedPorts
+from cli.processes import ManagedProcess, free_port, port_open, processes_mentioning
+from cli.seaweedfs import WeedPorts
 from tests.fixtures.models import MODEL_CACHE
 from tests.fixtures.previews import METRO_CACHE
 from tests.helpers import (

@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from core.config import Settings
-from inference.engine import (
+from inference.client.engine import (
     CIRCUIT_OPEN,
     AIEngine,
     AllProvidersFailed,
@@ -22,7 +22,7 @@ from inference.engine import (
     create_engine,
     provider_configs,
 )
-from inference.providers import ProviderConfig
+from inference.client.providers import ProviderConfig
 from tests.fixtures.openai_stub import StubOpenAI
 from tests.helpers import REDIS_URL, delete_redis_keys
 

@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from cli.processes import free_port
 from core.config import Settings
-from core.processes import free_port
 from tests.helpers import assert_error
 
 

@@ -20,9 +20,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from core.processes import ManagedProcess, free_port, processes_mentioning
-from inference.local_model import ChatRequest, LocalModel
-from inference.openai_app import create_local_app
+from cli.processes import ManagedProcess, free_port, processes_mentioning
+from inference.server.local_model import ChatRequest, LocalModel
+from inference.server.openai_app import create_local_app
 
 MODEL = "local"
 

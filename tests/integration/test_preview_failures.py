@@ -19,9 +19,9 @@ from fastapi.testclient import TestClient
 from temporalio.client import Client
 
 from api.app import create_app
+from cli.processes import ManagedProcess, processes_mentioning
 from contracts.previews import preview_workflow_id as workflow_id
 from core.config import Settings
-from core.processes import ManagedProcess, processes_mentioning
 from core.temporal import connect_temporal
 from tests.fixtures.api import register_on
 from tests.fixtures.previews import (

@@ -12,8 +12,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from inference import models
-from inference.local_model import (
+from inference.server import models
+from inference.server.local_model import (
     ChatRequest,
     ContextLengthExceededError,
     InvalidRequestError,

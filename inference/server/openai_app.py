@@ -9,8 +9,8 @@
 Errors have OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`.
 
 `create_openai_app` takes the "answer one request" coroutine, so the same app runs in process
-(`create_local_app`: the model plus an asyncio micro-batcher) and in Ray Serve (inference/serve.py,
-batching with `@serve.batch`).
+(`create_local_app`: the model plus an asyncio micro-batcher) and in Ray Serve
+(inference/server/serve.py, batching with `@serve.batch`).
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Lifespan
 
-from inference.local_model import ChatRequest, Completion, InvalidRequestError
+from inference.server.local_model import ChatRequest, Completion, InvalidRequestError
 
 if TYPE_CHECKING:
     from core.config import Settings
-    from inference.local_model import LocalModel
+    from inference.server.local_model import LocalModel
 
 log = logging.getLogger("hivesync.inference.app")
 
@@ -305,8 +305,8 @@ def create_local_app(
 
     Given a loader instead of a model, the app loads it in a thread once it starts: /health
     answers 503 until then (and for good if loading failed; the error is logged)."""
-    from inference.batching import MicroBatcher
-    from inference.local_model import LocalModel, PreparedChat
+    from inference.server.batching import MicroBatcher
+    from inference.server.local_model import LocalModel, PreparedChat
 
     state: dict[str, LocalModel] = {}
     if isinstance(model, LocalModel):
@@ -347,10 +347,10 @@ def create_local_app(
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """For `uvicorn --factory inference.openai_app:create_app`: the model of the settings
+    """For `uvicorn --factory inference.server.openai_app:create_app`: the model of the settings
     (LOCAL_AI_MODEL_PATH, or the embedded SmolLM2), batched in process, no Ray."""
     from core.config import get_settings
-    from inference.local_model import LocalModel
+    from inference.server.local_model import LocalModel
 
     settings = settings or get_settings()
     return create_local_app(

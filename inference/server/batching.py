@@ -2,7 +2,7 @@
 
 Requests are collected until `max_batch_size` have arrived or `batch_wait_s` has passed since
 the first one, then the whole batch goes to a blocking function in a worker thread; while it
-runs, the next batch collects. The Ray Serve replicas (inference/serve.py) put it behind
+runs, the next batch collects. The Ray Serve replicas (inference/server/serve.py) put it behind
 `@serve.batch`, so that the model's next batch forms only when the model is free.
 """
 
