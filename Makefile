@@ -26,6 +26,7 @@ bench: $(INSTALLED) $(NODE_MODULES) services
 	$(BIN)/python -m bench.docs.run
 
 lint: $(INSTALLED)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy contracts core services api cli migrations workflows activities inference bench tests

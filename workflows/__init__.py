@@ -1,2 +1,2 @@
-"""Temporal workflows: deterministic orchestration only. They import no I/O code and call
-activities by name; the data they exchange is defined in `workflows.contracts`."""
+"""Temporal workflows: deterministic orchestration only. They import no I/O code, only the
+`contracts` (passed through the sandbox), and call activities by the names defined there."""
