@@ -1,0 +1,54 @@
+"""`node bundler/selfcheck.js`: the bundler process (bundler/server.js) end to end on
+examples/hello-rn (stale bundles in a reused folder, error positions, `.tsx` syntax errors,
+memory over many builds, answers in order, stdin close and SIGTERM)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+BUNDLER = ROOT / "bundler"
+# Kept between test sessions, like .data/test-metro-cache: the first run pays the cold builds
+# (~1.5 min on 2 cores), later ones take ~10 s.
+CACHE_DIR = ROOT / ".data" / "test-bundler-selfcheck-cache"
+# Under the pytest timeout, so that a selfcheck that hangs is killed by us and its output shown.
+SELFCHECK_TIMEOUT_S = 300
+
+
+@pytest.fixture
+def _clean_state() -> None:
+    """Replaces tests/integration/conftest.py's autouse fixture: the selfcheck uses neither
+    Postgres nor Redis."""
+
+
+@pytest.mark.timeout(SELFCHECK_TIMEOUT_S + 30)
+def test_bundler_selfcheck() -> None:
+    node = shutil.which("node")
+    assert node is not None, "Node.js is not installed (the bundler needs `node`)"
+    assert (BUNDLER / "node_modules" / "metro").is_dir(), (
+        f"the bundler toolchain is not installed: run `npm ci` in {BUNDLER} (`make test` does)"
+    )
+    # The selfcheck's default of 50 builds is kept for its memory check: warm, those builds take
+    # ~3 s of the ~11 s, and with fewer the comparison of the RSS of the second fifth of the
+    # builds with that of the last fifth rests on a handful of samples.
+    command = [node, str(BUNDLER / "selfcheck.js"), "--cache-dir", str(CACHE_DIR)]
+    try:
+        result = subprocess.run(
+            command,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=SELFCHECK_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as timeout:
+        output = timeout.output or ""
+        if isinstance(output, bytes):
+            output = output.decode(errors="replace")
+        pytest.fail(f"selfcheck.js still running after {SELFCHECK_TIMEOUT_S} s:\n{output}")
+    assert result.returncode == 0, f"selfcheck.js exited {result.returncode}:\n{result.stdout}"
