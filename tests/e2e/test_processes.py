@@ -227,6 +227,8 @@ def _build_and_download_preview(base_url: str) -> None:
                 "files": _tiny_app(marker),
             },
         )
+        if built.status_code == 202:  # a cold Metro cache on a busy machine: poll, as clients do
+            built = _poll_until_ready(client, built.json()["status_url"], headers)
         assert built.status_code == 200, built.text
         ready = built.json()
         download = httpx.get(ready["url"], timeout=30)  # decodes the stored gzip
@@ -238,6 +240,19 @@ def _build_and_download_preview(base_url: str) -> None:
         )
         assert manifest.status_code == 200, manifest.text
         assert manifest.json()["bundle"]["sha256"] == hashlib.sha256(download.content).hexdigest()
+
+
+def _poll_until_ready(
+    client: httpx.Client, status_url: str, headers: dict[str, str], timeout_s: float = 180
+) -> httpx.Response:
+    """The build's status once it has ended (or as it is after `timeout_s`)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        read = client.get(status_url, headers=headers)
+        if read.json()["status"] in ("ready", "failed", "cancelled"):
+            return read
+        assert time.monotonic() < deadline, read.text
+        time.sleep(0.5)
 
 
 def _document_a_file(base_url: str) -> None:

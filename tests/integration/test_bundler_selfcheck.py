@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.previews import METRO_CACHE
+
 ROOT = Path(__file__).parents[2]
 BUNDLER = ROOT / "bundler"
-# Kept between test sessions, like .data/test-metro-cache: the first run pays the cold builds
-# (~1.5 min on 2 cores), later ones take ~10 s.
-CACHE_DIR = ROOT / ".data" / "test-bundler-selfcheck-cache"
 # Under the pytest timeout, so that a selfcheck that hangs is killed by us and its output shown.
 SELFCHECK_TIMEOUT_S = 300
 
@@ -35,7 +34,9 @@ def test_bundler_selfcheck() -> None:
     # The selfcheck's default of 50 builds is kept for its memory check: warm, those builds take
     # ~3 s of the ~11 s, and with fewer the comparison of the RSS of the second fifth of the
     # builds with that of the last fifth rests on a handful of samples.
-    command = [node, str(BUNDLER / "selfcheck.js"), "--cache-dir", str(CACHE_DIR)]
+    # The preview tests' transform cache, kept between sessions and warmed by whichever test
+    # bundles first: cold, the selfcheck takes ~1.5 min on 2 cores; warm, ~10 s.
+    command = [node, str(BUNDLER / "selfcheck.js"), "--cache-dir", str(METRO_CACHE)]
     try:
         result = subprocess.run(
             command,
