@@ -10,6 +10,7 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
+from contracts.jobs import TaskQueue
 from core.config import Settings, load_settings
 
 app = typer.Typer(help="HiveSync backend", no_args_is_help=True, add_completion=False)
@@ -75,7 +76,7 @@ def migrate(
 
 @app.command()
 def worker(
-    queue: Annotated[str, typer.Option(help="Temporal task queue")] = "cpu_tasks",
+    queue: Annotated[str, typer.Option(help="Temporal task queue")] = TaskQueue.CPU.value,
 ) -> None:
     """Run a Temporal worker: workflows, preview builds and light steps on cpu_tasks; calls to
     the local model on gpu_tasks."""

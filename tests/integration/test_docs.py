@@ -195,6 +195,35 @@ def test_identical_requests_share_a_job_and_lists_are_paginated(stub_docs: DocsA
     assert page["items"][0]["result"] is None  # lists stay light
 
 
+def test_an_identical_request_reuses_a_completed_job_and_reruns_a_failed_one(
+    stub_docs: DocsApi, stub_providers: StubProviders
+) -> None:
+    """The job rules that builds share (services/jobs/lifecycle.py)."""
+    for stub in (stub_providers.local, stub_providers.primary, stub_providers.secondary):
+        stub.behave(text="")
+    project_id = stub_docs.create_project()
+    first = stub_docs.submit(project_id, "file_summary", "app/inventory.py", PYTHON).json()
+    failed = stub_docs.wait_for(first["job_id"])
+    assert failed["status"] == "failed", failed
+    assert failed["error"]["code"] == "AI_ERROR"
+
+    stub_providers.local.behave("answer")
+    again = stub_docs.submit(project_id, "file_summary", "app/inventory.py", PYTHON)
+    assert again.status_code == 202
+    assert again.json()["job_id"] == first["job_id"]
+    assert again.json()["status"] == "queued"  # run anew, its last error forgotten
+    completed = stub_docs.wait_for(first["job_id"])
+    assert completed["status"] == "completed", completed
+    assert completed["error"] is None
+    calls = len(stub_providers.local.requests)
+
+    reused = stub_docs.submit(project_id, "file_summary", "app/inventory.py", PYTHON)
+    assert reused.json() == {**again.json(), "status": "completed"}
+    completed.pop("seen")  # what polling saw, not part of the job
+    assert stub_docs.job(first["job_id"]).json() == completed  # not run again
+    assert len(stub_providers.local.requests) == calls
+
+
 def test_cancel_a_running_job(stub_docs: DocsApi, stub_providers: StubProviders) -> None:
     for stub in (stub_providers.local, stub_providers.primary, stub_providers.secondary):
         stub.behave("stall", stall_s=30)
