@@ -103,7 +103,7 @@ async function handleBuild(metro, request, started, builds) {
     }
     timings.assetsMs = Date.now() - mark;
     const response = {
-      id: request.id,
+      id: request.id ?? null, // as every other answer: null when the request had none
       ok: true,
       bundleBytes: code.length,
       assets,
