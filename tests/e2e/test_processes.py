@@ -4,6 +4,7 @@ stack), driven over HTTP and stopped with signals like an operator or Ctrl-C wou
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import json
 import os
@@ -242,6 +243,18 @@ def _build_and_download_preview(base_url: str) -> None:
         assert manifest.json()["bundle"]["sha256"] == hashlib.sha256(download.content).hexdigest()
 
 
+def _stop_dev(dev: ManagedProcess, *work_dirs: Path) -> None:
+    """Stop `hivesync dev` (a no-op once the test stopped it like Ctrl-C). When a failed test
+    leaves it to be killed before it could stop its children (each in a session of its own),
+    they are killed here (any process naming one of `work_dirs`), so that no Temporal,
+    SeaweedFS, Ray or Metro outlives the test."""
+    dev.stop()
+    for work_dir in work_dirs:
+        for pid in processes_mentioning(f"{work_dir}/"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def _poll_until_ready(
     client: httpx.Client, status_url: str, headers: dict[str, str], timeout_s: float = 180
 ) -> httpx.Response:
@@ -318,7 +331,7 @@ def test_dev_stack_on_postgres_and_redis(
         _stop_like_ctrl_c(dev, ports, tmp_path / "data")
         assert processes_mentioning(f"{bundler_dir}/") == []
     finally:
-        dev.stop()
+        _stop_dev(dev, tmp_path, bundler_dir)
         drop_database(database)
     text = output.read_text()
     assert "using Postgres" in text
@@ -365,7 +378,7 @@ def test_dev_stack_falls_back_without_postgres_and_redis(tmp_path: Path) -> None
         assert httpx.get(f"{base_url}/health/redis").status_code == 503
         _stop_like_ctrl_c(dev, ports, tmp_path / "data")
     finally:
-        dev.stop()
+        _stop_dev(dev, tmp_path)
     text = output.read_text()
     assert "falling back to SQLite" in text
     assert "falling back to the in-process rate limiter" in text
