@@ -42,6 +42,3 @@ class DocJobRepository:
             .order_by(col(AIRequest.requested_at).desc(), col(AIRequest.id))
         )
         return await paginate(self.session, statement, limit=limit, offset=offset)
-
-    def add(self, job: AIRequest) -> None:
-        self.session.add(job)

@@ -58,7 +58,7 @@ class JobStatus(Generic[PhaseT]):
     error: JobError | None = None
 
 
-def recorded_error(row: JobRecord) -> JobError | None:
+def _recorded_error(row: JobRecord) -> JobError | None:
     if row.error_code is None:
         return None
     return JobError(
@@ -92,7 +92,7 @@ class JobLifecycle(Generic[RecordT, PhaseT]):
 
     def recorded(self, row: RecordT) -> JobStatus[PhaseT]:
         """The job as its row has it (a running job's row says little: see `status`)."""
-        return JobStatus(self.kind.phases(row.status), recorded_error(row))
+        return JobStatus(self.kind.phases(row.status), _recorded_error(row))
 
     async def submit(
         self,

@@ -57,8 +57,8 @@ class PreviewRepository:
         )
         return await paginate(self.session, statement, limit=limit, offset=offset)
 
-    def add(self, item: PreviewLog | PreviewSource | PreviewShare) -> None:
-        self.session.add(item)
+    def add_share(self, share: PreviewShare) -> None:
+        self.session.add(share)
 
     async def get_source(self, source_id: uuid.UUID, project_id: uuid.UUID) -> PreviewSource | None:
         statement = sa.select(PreviewSource).where(

@@ -35,7 +35,7 @@ class ShareService:
         shared_at = utc_now()
         if not await self.builds.share_exists(build.id, recipient.id):
             share = PreviewShare(preview_id=build.id, recipient_id=recipient.id, shared_by=owner.id)
-            self.builds.add(share)
+            self.builds.add_share(share)
             shared_at = share.created_at
             await NotificationService(self.session, self.hub).notify(  # commits the share too
                 recipient.id,
