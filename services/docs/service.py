@@ -3,6 +3,7 @@ started (through the job lifecycle that preview builds share), status and result
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -66,10 +67,11 @@ class DocJobService:
                 details={"max_bytes": MAX_CONTENT_BYTES},
             )
         language = detect_language(body.file_path, body.language)
-        check_content(body.content, language, body.file_path)
         # Plain ids first: losing an insert race rolls the session back and expires `owner`.
         owner_id = owner.id
         project_id = (await self.projects.get(owner, body.project_id)).id
+        # Parsing up to 1 MB is CPU work: only for the project's owner, and off the event loop.
+        await asyncio.to_thread(check_content, body.content, language, body.file_path)
         key = job_key(project_id, body, language)
         job = await self.lifecycle.submit(
             await self.jobs.get_by_key(key),

@@ -21,7 +21,15 @@ from services.previews.sources import (
     from_inline,
     validate_path,
 )
-from tests.archives import hostile_archives, make_tar, make_zip, tar_member, zip_symlink
+from tests.archives import (
+    COLLISION,
+    hostile_archives,
+    make_tar,
+    make_zip,
+    metadata_attacks,
+    tar_member,
+    zip_symlink,
+)
 
 
 def _load(data: bytes) -> SourceSet:
@@ -171,3 +179,68 @@ def test_extraction_never_writes_outside_its_directory(tmp_path: Path) -> None:
         with pytest.raises(PreviewError):
             extract_archive(crafted, destination)
     assert sorted(path.name for path in tmp_path.rglob("*")) == ["app", "builds"]
+
+
+@pytest.mark.parametrize("name", sorted(metadata_attacks(full_size=False)))
+def test_archive_metadata_attacks_are_refused(name: str) -> None:
+    """Each is refused before its metadata is read (the tar headers' declared sizes, the zip
+    central directory walked before zipfile opens it): see tests/archives.py for each."""
+    archive, reason = metadata_attacks(full_size=False)[name]
+    _refused(archive, reason)
+
+
+def test_metadata_bomb_is_refused_before_its_header_is_read() -> None:
+    """A pax header declaring 1 GiB is refused from its 512-byte header alone: the archive is
+    cut right after that header, so any read of the declared size would fail differently."""
+    from tests.archives import tar_header
+
+    for kind in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME):
+        header = tar_header("././@LongLink", kind, 1024 * 1024 * 1024)
+        _refused(header + b"\0" * 512, "metadata header is larger")
+
+
+def test_ordinary_pax_and_gnu_archives_still_load() -> None:
+    """Long and non-ASCII names (pax `x` and GNU `L` headers), a global header like the one
+    `git archive` writes, and directory entries: all within the limits."""
+    long_name = "src/" + "deep/" * 150 + "App.js"  # 760 characters
+    files = {long_name: b"export default 1;", "src/caf\u00e9.js": b"1", "index.js": b"x"}
+    for tar_format in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz", format=tar_format) as archive:
+            if tar_format == tarfile.PAX_FORMAT:
+                archive.pax_headers = {"comment": "0123456789abcdef" * 3}
+            archive.addfile(tar_member("src", tarfile.DIRTYPE))
+            for name, content in files.items():
+                info = tar_member(name)
+                info.size = len(content)
+                archive.addfile(info, io.BytesIO(content))
+        assert _load(buffer.getvalue()).files == files
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"a": "x", "a/b.js": "y"},
+        {"a/b.js": "y", "a": "x"},
+        {"src/a/b/c.js": "y", "src/a": "x"},
+        {"App.js": "x", "app.js": "y"},
+        {"src/App.js": "x", "SRC/index.js": "y"},
+    ],
+    ids=["file-then-dir", "dir-then-file", "deep", "case-file", "case-dir"],
+)
+def test_path_collisions_are_refused_inline(files: dict[str, str]) -> None:
+    with pytest.raises(PreviewError, match=COLLISION) as raised:
+        from_inline(files)
+    assert raised.value.code == "PREVIEW_INVALID_SOURCE"
+
+
+def test_path_collisions_with_directory_entries() -> None:
+    _refused(make_zip({"a/": b"", "a": b"x"}), COLLISION)
+    _refused(make_zip({"a": b"x", "a/": b""}), COLLISION)
+    _refused(make_tar([tar_member("a"), tar_member("a", tarfile.DIRTYPE)], {"a": b"x"}), COLLISION)
+    # Repeated directory entries, and a directory implied before its own entry, are fine.
+    assert _load(make_zip({"a/b.js": b"1", "a/": b"", "a/c/": b""})).files == {"a/b.js": b"1"}
+    repeated = [tar_member(name, tarfile.DIRTYPE) for name in ("a", "a/c", "a")]
+    assert _load(make_tar([*repeated, tar_member("a/c/d.js")], {"a/c/d.js": b"1"})).files == {
+        "a/c/d.js": b"1"
+    }

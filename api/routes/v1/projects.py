@@ -3,9 +3,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Response, UploadFile
 
-from api.deps import CurrentUser, Limit, Offset, ProjectServiceDep, SourceServiceDep
+from api.deps import (
+    CurrentUser,
+    Limit,
+    Offset,
+    ProjectServiceDep,
+    SettingsDep,
+    SourceServiceDep,
+)
+from core.errors import PayloadTooLarge
 from services.common import DEFAULT_PAGE_SIZE, Page
 from services.previews.schemas import SourceUploaded
+from services.previews.sources import spooled_size
 from services.projects.schemas import ProjectCreate, ProjectRead, ProjectUpdate
 
 router = APIRouter(prefix="/projects", tags=["projects"])
@@ -35,11 +44,19 @@ async def upload_sources(
     file: Annotated[UploadFile, File(description="A .zip or .tar.gz of the app's sources")],
     user: CurrentUser,
     sources: SourceServiceDep,
+    settings: SettingsDep,
 ) -> SourceUploaded:
     """Upload the sources once; build from them with `source_id`. Checked before anything is
-    stored: relative paths, regular files only, at most 5,000 files and 50 MB unpacked."""
-    size = file.size if file.size is not None else len(await file.read())
-    await file.seek(0)
+    stored: relative paths, regular files only, at most 5,000 files and 50 MB unpacked.
+
+    The body streams into a temporary file (Starlette spools parts over 1 MB to disk; the body
+    limit middleware stops it at `max_source_upload_bytes`); it is never read whole here."""
+    size = spooled_size(file.file)
+    if size > settings.max_source_upload_bytes:
+        raise PayloadTooLarge(
+            f"The archive is larger than {settings.max_source_upload_bytes} bytes",
+            details={"max_bytes": settings.max_source_upload_bytes},
+        )
     return await sources.upload(user, project_id, file.file, size)
 
 
