@@ -214,10 +214,15 @@ def raw_zip(
     return local + directory + end + comment
 
 
-def zip_directory_flood(count: int) -> bytes:
-    """`count` distinct directory entries (`d000000/`, ...)."""
+def zip_directory_flood(count: int, declared_entries: int | None = None) -> bytes:
+    """`count` distinct directory entries (`d000000/`, ...); the end record may understate
+    them (`declared_entries`)."""
     return raw_zip(
-        [_central_entry(f"d{index:06}/".encode(), attrs=_DIRECTORY_ATTRS) for index in range(count)]
+        [
+            _central_entry(f"d{index:06}/".encode(), attrs=_DIRECTORY_ATTRS)
+            for index in range(count)
+        ],
+        declared_entries=declared_entries,
     )
 
 
@@ -289,6 +294,10 @@ def metadata_attacks(*, full_size: bool) -> dict[str, tuple[bytes, str]]:
         ),
         "tar-gz-bomb": (tar_gz_bomb(GIB if full_size else 64 * 1024 * 1024), "larger than 50 MB"),
         "zip-directory-entries": (zip_directory_flood(entries), "[Mm]ore than 10000 entries"),
+        "zip-directory-entries-understated": (
+            zip_directory_flood(entries, declared_entries=2),
+            "More than 10000 entries",
+        ),
         "zip-central-directory-bomb": (
             zip_central_directory_bomb(1_000_000 if full_size else 200_000),
             "central directory is larger",

@@ -235,13 +235,28 @@ def from_archive(stream: IO[bytes], archive_size: int) -> SourceSet:
     return sources
 
 
+_READ_CHUNK = 1024 * 1024
+
+
 def _read_limited(member: IO[bytes], sources: SourceSet, path: str) -> bytes:
-    """Read a member, never more than the space left under the total limit (+1 to detect)."""
-    content = member.read(sources.remaining_bytes() + 1)
-    if len(content) > sources.remaining_bytes():
-        sources.total_bytes += len(content)
+    """Read a member, never more than the space left under the total limit (+1 to detect).
+
+    In chunks, joined only once the member is known to fit: a decompression bomb costs the
+    space left under the limit, not twice that."""
+    remaining = sources.remaining_bytes()
+    chunks: list[bytes] = []
+    read = 0
+    while read <= remaining:
+        chunk = member.read(min(_READ_CHUNK, remaining + 1 - read))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        read += len(chunk)
+    if read > remaining:
+        chunks.clear()
+        sources.total_bytes += read
         sources.check_size()
-    return content
+    return b"".join(chunks)
 
 
 def _from_zip(stream: IO[bytes]) -> SourceSet:
