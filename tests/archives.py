@@ -91,6 +91,17 @@ def hostile_archives() -> dict[str, tuple[bytes, str]]:
             NOT_A_FILE,
         ),
         "zip-bomb": (make_zip({**index, "big.js": b"0" * (60 * 1024 * 1024)}), TOO_BIG),
+        "tar-pax-global-keys": (
+            tar_with_pax({f"key{index}": "v" for index in range(1000)}, global_header=True),
+            "too many keys",
+        ),
+        "tar-pax-sparse": (
+            tar_with_pax(
+                {"GNU.sparse.map": ",".join(["0,1"] * 1000), "GNU.sparse.size": "1"},
+                global_header=False,
+            ),
+            "sparse",
+        ),
         "tar-gz-bomb": (
             make_tar(
                 [tar_member("index.js"), tar_member("big.js")],
@@ -257,6 +268,21 @@ def zip64_count_bomb(entries: int = 1 << 40) -> bytes:
 COLLISION = "same path as a directory|differ only in letter case"
 
 
+def tar_with_pax(headers: dict[str, str], *, global_header: bool) -> bytes:
+    """A tar.gz whose one file carries these pax records (or is preceded by them as a global
+    header), each record well under the size limit."""
+    if global_header:
+        prefix = tarfile.TarInfo.create_pax_global_header(headers)
+        member = _INDEX_MEMBER
+    else:
+        info = tarfile.TarInfo("index.js")
+        info.size = 1
+        info.pax_headers = headers
+        member = info.tobuf(format=tarfile.PAX_FORMAT) + b"x" + b"\0" * (TAR_BLOCK - 1)
+        prefix = b""
+    return gzip_repeated(prefix, b"", 0, member + _END_OF_TAR)
+
+
 @functools.cache
 def metadata_attacks(*, full_size: bool) -> dict[str, tuple[bytes, str]]:
     """Archives that attack the parsers' metadata handling, and (a regular expression of) why
@@ -292,11 +318,23 @@ def metadata_attacks(*, full_size: bool) -> dict[str, tuple[bytes, str]]:
             gzip_repeated(tar_header("s.js", tarfile.GNUTYPE_SPARSE), b"", 0, _END_OF_TAR),
             "sparse",
         ),
+        "tar-pax-global-keys": (
+            tar_with_pax({f"key{index}": "v" for index in range(1000)}, global_header=True),
+            "too many keys",
+        ),
+        "tar-pax-sparse": (
+            tar_with_pax(
+                {"GNU.sparse.map": ",".join(["0,1"] * 1000), "GNU.sparse.size": "1"},
+                global_header=False,
+            ),
+            "sparse",
+        ),
         "tar-gz-bomb": (tar_gz_bomb(GIB if full_size else 64 * 1024 * 1024), "larger than 50 MB"),
         "zip-directory-entries": (zip_directory_flood(entries), "[Mm]ore than 10000 entries"),
+        # Just over the count, the directory is walked; 200,000 make it over 8 MB first.
         "zip-directory-entries-understated": (
             zip_directory_flood(entries, declared_entries=2),
-            "More than 10000 entries",
+            "central directory is larger" if full_size else "More than 10000 entries",
         ),
         "zip-central-directory-bomb": (
             zip_central_directory_bomb(1_000_000 if full_size else 200_000),

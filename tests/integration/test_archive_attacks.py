@@ -30,6 +30,9 @@ from tests.helpers import PASSWORD, REDIS_URL, TEST_JWT_SECRET, unique_name
 # legitimate cost is the 50 MB of unpacked sources held in memory while they are checked.
 RSS_MARGIN_BYTES = 150 * 1024 * 1024
 MIB = 1024 * 1024
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Below the default 72 MB, above the largest attack here (a 44 MiB zip central directory).
+UPLOAD_LIMIT = 48 * MIB
 
 
 def _status_kib(pid: int, key: str) -> int:
@@ -118,11 +121,13 @@ def api_process(
         "R2_SECRET_KEY": seaweedfs.secret_key,
         "R2_BUCKET": seaweedfs.bucket,
         "R2_REGION": "auto",
+        "MAX_SOURCE_UPLOAD_BYTES": str(UPLOAD_LIMIT),
     }
     api = ManagedProcess(
         "api",
         [sys.executable, "-m", "cli", "api", "--port", str(port)],
         env=env,
+        cwd=REPO_ROOT,  # `python -m cli` imports this checkout's code
         log_file=tmp_path / "api.out",
     ).start()
     try:
@@ -270,3 +275,38 @@ def test_ownership_is_checked_before_anything_is_parsed(api_process: ApiProcess)
             headers=stranger.headers,
         )
         assert mine.status_code == 422, mine.text
+
+
+def test_an_upload_over_the_limit_is_stopped_while_it_streams(api_process: ApiProcess) -> None:
+    """Sent chunked (no Content-Length): the body is counted as it arrives and refused with a
+    413 once past the limit; the API's memory does not grow with it."""
+    boundary = "hivesync-attack"
+
+    def body() -> Iterator[bytes]:
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="big.zip"\r\nContent-Type: application/zip\r\n\r\n'
+        ).encode()
+        for _ in range(UPLOAD_LIMIT // MIB + 16):
+            yield b"PK" + b"\0" * (MIB - 2)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    with api_process.client() as client:
+        uploader = _account(client)
+        baseline = _warm_baseline(api_process, uploader)
+        with PeakRss(api_process.pid) as peak:
+            response = client.post(
+                f"/api/v1/projects/{uploader.project_id}/sources",
+                content=body(),
+                headers={
+                    **uploader.headers,
+                    "Content-Type": f"multipart/form-data; boundary={boundary}",
+                },
+            )
+        _assert_refused(response, "larger than")
+        assert response.status_code == 413
+        print(
+            f"archive-attack streamed-{UPLOAD_LIMIT // MIB + 16}MiB-upload: status=413 "
+            f"peak_rss={peak.peak / MIB:.0f} MiB (+{(peak.peak - baseline) / MIB:.0f} MiB)"
+        )
+        assert peak.peak < baseline + RSS_MARGIN_BYTES

@@ -10,6 +10,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI, UploadFile
+from fastapi.testclient import TestClient
 
 from core.errors import PreviewError
 from services.previews.sources import (
@@ -19,6 +21,7 @@ from services.previews.sources import (
     extract_archive,
     from_archive,
     from_inline,
+    spooled_size,
     validate_path,
 )
 from tests.archives import (
@@ -244,3 +247,30 @@ def test_path_collisions_with_directory_entries() -> None:
     assert _load(make_tar([*repeated, tar_member("a/c/d.js")], {"a/c/d.js": b"1"})).files == {
         "a/c/d.js": b"1"
     }
+
+
+_spool_app = FastAPI()
+
+
+@_spool_app.post("/upload")
+async def _upload(file: UploadFile) -> dict[str, object]:
+    return {"rolled": file.file._rolled, "size": file.size}  # type: ignore[attr-defined]
+
+
+def test_spooled_size_seeks_and_never_reads() -> None:
+    class Unreadable(io.BytesIO):
+        def read(self, size: int | None = -1, /) -> bytes:
+            raise AssertionError("the upload was read")
+
+    stream = Unreadable(b"x" * 5000)
+    stream.seek(123)
+    assert spooled_size(stream) == 5000
+    assert stream.tell() == 0
+
+
+@pytest.mark.parametrize(("size", "on_disk"), [(10 * 1024, False), (2 * 1024 * 1024, True)])
+def test_starlette_spools_uploads_over_one_megabyte_to_disk(size: int, on_disk: bool) -> None:
+    """The upload route relies on it: an uploaded archive is a temporary file, not bytes."""
+    with TestClient(_spool_app) as client:
+        answer = client.post("/upload", files={"file": ("a.zip", b"\0" * size)}).json()
+    assert answer == {"rolled": on_disk, "size": size}
