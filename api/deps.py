@@ -27,6 +27,7 @@ from services.previews.manifest_service import ManifestService
 from services.previews.share_service import ShareService
 from services.previews.source_service import SourceService
 from services.projects.service import ProjectService
+from services.quotas import QuotaService
 from services.users.service import UserService
 
 
@@ -98,7 +99,16 @@ async def get_auth_service(session: SessionDep, resources: ResourcesDep) -> Auth
 
 
 async def get_user_service(session: SessionDep, resources: ResourcesDep) -> UserService:
-    return UserService(session, resources.password_hasher)
+    return UserService(
+        session, resources.password_hasher, resources.rate_limiter, resources.settings
+    )
+
+
+async def get_quota_service(session: SessionDep, resources: ResourcesDep) -> QuotaService:
+    return QuotaService(session, resources.settings, resources.rate_limiter, resources.running_jobs)
+
+
+QuotaServiceDep = Annotated[QuotaService, Depends(get_quota_service)]
 
 
 async def get_project_service(session: SessionDep) -> ProjectService:
@@ -111,8 +121,10 @@ async def get_notification_service(
     return NotificationService(session, resources.notification_hub)
 
 
-async def get_build_service(session: SessionDep, resources: ResourcesDep) -> BuildService:
-    return BuildService(session, resources.settings, resources.storage, resources.temporal)
+async def get_build_service(
+    session: SessionDep, resources: ResourcesDep, quotas: QuotaServiceDep
+) -> BuildService:
+    return BuildService(session, resources.settings, resources.storage, resources.temporal, quotas)
 
 
 async def get_source_service(session: SessionDep, resources: ResourcesDep) -> SourceService:
@@ -123,12 +135,16 @@ async def get_manifest_service(session: SessionDep, resources: ResourcesDep) -> 
     return ManifestService(session, resources.settings, resources.storage)
 
 
-async def get_share_service(session: SessionDep, resources: ResourcesDep) -> ShareService:
-    return ShareService(session, resources.notification_hub)
+async def get_share_service(
+    session: SessionDep, resources: ResourcesDep, quotas: QuotaServiceDep
+) -> ShareService:
+    return ShareService(session, resources.notification_hub, quotas)
 
 
-async def get_doc_job_service(session: SessionDep, resources: ResourcesDep) -> DocJobService:
-    return DocJobService(session, resources.settings, resources.temporal)
+async def get_doc_job_service(
+    session: SessionDep, resources: ResourcesDep, quotas: QuotaServiceDep
+) -> DocJobService:
+    return DocJobService(session, resources.settings, resources.temporal, quotas)
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]

@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from contracts.jobs import TaskQueue
-from core.config import Settings, load_settings
+from core.config import Settings, load_settings, rate_limiter_problem
 
 app = typer.Typer(help="HiveSync backend", no_args_is_help=True, add_completion=False)
 
@@ -38,12 +38,18 @@ def _settings() -> Settings:
 def api(
     host: Annotated[str | None, typer.Option(help="Bind address (default: HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: PORT)")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (default: WEB_CONCURRENCY)")
+    ] = None,
 ) -> None:
     """Serve the HTTP API with uvicorn."""
     import uvicorn
 
     settings = _settings()
+    workers = workers or settings.web_concurrency
+    problem = rate_limiter_problem(settings, workers)
+    if problem:
+        _fail(f"configuration error: {problem}")
     uvicorn.run(
         "api.app:create_app",
         factory=True,

@@ -78,13 +78,45 @@ class Settings(BaseSettings):
     redis_db: Annotated[int, Field(ge=0)] = 0
     redis_key_prefix: str = "hivesync:"
 
-    # Rate limits. "memory" keeps counters in the process: only for a single-process dev run.
+    # API worker processes (`hivesync api --workers` overrides; uvicorn reads the same
+    # WEB_CONCURRENCY). Production refuses RATE_LIMIT_BACKEND=memory with more than one.
+    web_concurrency: Annotated[int, Field(ge=1)] = 1
+
+    # Rate limits and quotas. "redis" shares every counter among all API replicas and workers;
+    # "memory" keeps them in the process: only for a single-process dev run (refused in
+    # production with more than one API worker). With "redis", a Redis outage fails closed:
+    # logins, registrations, password checks and everything a quota guards answer 503.
     rate_limit_backend: Literal["redis", "memory"] = "redis"
+    # Login attempts per (client address, login name) in the window; a success resets it.
     login_rate_limit_per_user: Annotated[int, Field(ge=1)] = 5
+    # Login attempts per client address in the window, whatever the login name.
     login_rate_limit_per_ip: Annotated[int, Field(ge=1)] = 20
     login_rate_limit_window_s: Annotated[int, Field(ge=1)] = 60
+    # Password guesses at one account from every address together (logins, and the
+    # `current_password` of PATCH /users/me), per LOGIN_RATE_LIMIT_ACCOUNT_WINDOW_S: rotating
+    # addresses gives no more. A correct password resets it. While it is exhausted even the
+    # right password answers 429, so an attacker can hold an account's logins off for a window.
+    login_rate_limit_per_account: Annotated[int, Field(ge=1)] = 10
+    login_rate_limit_account_window_s: Annotated[int, Field(ge=1)] = 900
     register_rate_limit_per_ip: Annotated[int, Field(ge=1)] = 10
     register_rate_limit_window_s: Annotated[int, Field(ge=1)] = 3600
+    # Quotas per account, counted in Redis (shared by every replica). Over one: 429 RATE_LIMIT
+    # with Retry-After. Running builds and documentation jobs: a new or re-run job takes a
+    # slot (joining an identical running job, or an answer from a completed one, takes none);
+    # a slot is freed when the job's row says it ended, or at the latest when its lease ends,
+    # so that a job whose end was never recorded cannot hold it forever.
+    quota_running_builds: Annotated[int, Field(ge=1)] = 3
+    quota_build_lease_s: Annotated[int, Field(ge=60)] = 900
+    quota_running_doc_jobs: Annotated[int, Field(ge=1)] = 3
+    quota_doc_job_lease_s: Annotated[int, Field(ge=60)] = 3600
+    # The longest Retry-After that a running-jobs quota answers (a slot may free any time).
+    quota_retry_after_s: Annotated[int, Field(ge=1)] = 15
+    # New shares (a repeated share is free) per account per QUOTA_SHARES_WINDOW_S.
+    quota_shares: Annotated[int, Field(ge=1)] = 50
+    quota_shares_window_s: Annotated[int, Field(ge=1)] = 3600
+    # An open notifications WebSocket closes (code 4401) when its token expires, and within
+    # this many seconds of a password change that revokes it.
+    ws_token_recheck_s: Annotated[float, Field(gt=0)] = 60.0
 
     # bcrypt runs in its own small thread pool; None means one thread per CPU core.
     password_hash_concurrency: Annotated[int, Field(ge=1)] | None = None
@@ -197,6 +229,13 @@ class Settings(BaseSettings):
             self._jwt_secret_generated = True
         return self
 
+    @model_validator(mode="after")
+    def _check_rate_limit_backend(self) -> Settings:
+        problem = rate_limiter_problem(self, self.web_concurrency)
+        if problem:
+            raise ValueError(problem)
+        return self
+
     @property
     def jwt_secret_generated(self) -> bool:
         return self._jwt_secret_generated
@@ -265,6 +304,20 @@ def jwt_secret_problem(secret: SecretStr | None) -> str | None:
         return "is a default/example value"
     if len(value.encode()) < MIN_JWT_SECRET_BYTES:
         return f"is shorter than {MIN_JWT_SECRET_BYTES} bytes"
+    return None
+
+
+def rate_limiter_problem(settings: Settings, api_workers: int) -> str | None:
+    """Why the rate limiter cannot serve `api_workers` API processes, or None when it can.
+
+    The memory limiter counts in each process: with several, every limit and quota would be
+    multiplied by their number. Outside production it stays allowed (a dev run is one process)."""
+    if settings.is_production and settings.rate_limit_backend == "memory" and api_workers > 1:
+        return (
+            f"RATE_LIMIT_BACKEND=memory counts rate limits and quotas in each process; with "
+            f"{api_workers} API workers they would be {api_workers} times too generous. "
+            "Production needs RATE_LIMIT_BACKEND=redis (or a single worker)"
+        )
     return None
 
 

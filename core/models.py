@@ -32,6 +32,11 @@ class User(SQLModel, table=True):
     roles: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ROLES), sa_type=JSONType, nullable=False
     )
+    # Moved on by every password change; access tokens carry the value they were issued
+    # under (claim `gen`), so a change revokes all earlier tokens.
+    token_generation: int = Field(
+        default=0, sa_column_kwargs={"server_default": "0"}, nullable=False
+    )
 
 
 # Usernames keep the case they were registered with but are unique ignoring it; emails are

@@ -100,6 +100,9 @@ class AccessTokenClaims:
     roles: tuple[str, ...]
     issued_at: datetime
     expires_at: datetime
+    # The user's token generation when the token was issued (claim `gen`; 0 when absent): a
+    # password change moves the user's on, which revokes every token issued before it.
+    generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +116,11 @@ def create_access_token(
     user_id: uuid.UUID,
     roles: Sequence[str],
     *,
+    generation: int = 0,
     now: datetime | None = None,
     ttl: timedelta | None = None,
 ) -> IssuedToken:
+    """A signed access token; `generation` is the user's `User.token_generation`."""
     issued_at = now or utc_now()
     ttl = ttl or timedelta(minutes=settings.access_token_expire_minutes)
     claims = {
@@ -123,6 +128,7 @@ def create_access_token(
         "iat": int(issued_at.timestamp()),
         "exp": int((issued_at + ttl).timestamp()),
         "roles": list(roles),
+        "gen": generation,
         "typ": TokenType.ACCESS.value,
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
@@ -155,6 +161,9 @@ def decode_access_token(settings: Settings, token: str) -> AccessTokenClaims:
     roles = claims.get("roles", [])
     if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
         raise InvalidToken("roles claim is malformed")
+    generation = claims.get("gen", 0)
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+        raise InvalidToken("generation claim is malformed")
     try:
         user_id = uuid.UUID(str(claims["sub"]))
     except ValueError as exc:
@@ -164,6 +173,7 @@ def decode_access_token(settings: Settings, token: str) -> AccessTokenClaims:
         roles=tuple(roles),
         issued_at=datetime.fromtimestamp(int(claims["iat"]), tz=UTC),
         expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=UTC),
+        generation=generation,
     )
 
 

@@ -71,6 +71,10 @@ def make_settings(database_url: str, redis_prefix: str, log_dir: Path) -> Callab
             "log_level": "INFO",
             # Tests register many users from the one test-client address.
             "register_rate_limit_per_ip": 10_000,
+            # Tests run many jobs and shares per account; tests of the quotas set their own.
+            "quota_running_builds": 1_000,
+            "quota_running_doc_jobs": 1_000,
+            "quota_shares": 10_000,
             # Nothing listens on port 1: tests that need Temporal ask for `temporal_address`.
             "temporal_address": "127.0.0.1:1",
         }

@@ -29,6 +29,7 @@ from services.docs.schemas import (
 )
 from services.jobs.lifecycle import JobKind, JobLifecycle, JobStatus
 from services.projects.service import ProjectService
+from services.quotas import DOC_JOB_QUOTA, QuotaService
 
 DOC_JOBS = JobKind("job", DocPhase, DOC_WORKFLOW, ErrorCode.AI_ERROR)
 
@@ -49,8 +50,11 @@ def job_key(project_id: uuid.UUID, body: DocJobCreate, language: str) -> str:
 
 
 class DocJobService:
-    def __init__(self, session: AsyncSession, settings: Settings, temporal: Client) -> None:
+    def __init__(
+        self, session: AsyncSession, settings: Settings, temporal: Client, quotas: QuotaService
+    ) -> None:
         self.settings = settings
+        self.quotas = quotas
         self.jobs = DocJobRepository(session)
         self.projects = ProjectService(session)
         self.lifecycle: JobLifecycle[AIRequest, DocPhase] = JobLifecycle(
@@ -73,6 +77,7 @@ class DocJobService:
         # Parsing up to 1 MB is CPU work: only for the project's owner, and off the event loop.
         await asyncio.to_thread(check_content, body.content, language, body.file_path)
         key = job_key(project_id, body, language)
+        await self.quotas.start_job(owner_id, DOC_JOB_QUOTA, key)
         job = await self.lifecycle.submit(
             await self.jobs.get_by_key(key),
             new=lambda: AIRequest(

@@ -31,15 +31,22 @@ from services.previews.source_service import SourceService
 from services.previews.sources import invalid_source, validate_path
 from services.previews.toolchain import toolchain_version
 from services.projects.service import ProjectService
+from services.quotas import BUILD_QUOTA, QuotaService
 
 BUILDS = JobKind("build", BuildPhase, PREVIEW_WORKFLOW, ErrorCode.PREVIEW_ERROR)
 
 
 class BuildService:
     def __init__(
-        self, session: AsyncSession, settings: Settings, storage: Storage, temporal: Client
+        self,
+        session: AsyncSession,
+        settings: Settings,
+        storage: Storage,
+        temporal: Client,
+        quotas: QuotaService,
     ) -> None:
         self.settings = settings
+        self.quotas = quotas
         self.storage = storage
         self.builds = PreviewRepository(session)
         self.projects = ProjectService(session)
@@ -108,6 +115,7 @@ class BuildService:
                 requested_at=build.requested_at,
             )
 
+        await self.quotas.start_job(owner_id, BUILD_QUOTA, build_id)
         return await self.lifecycle.submit(
             found,
             new=lambda: PreviewLog(

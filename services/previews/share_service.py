@@ -12,13 +12,15 @@ from services.notifications.schemas import NotificationType
 from services.notifications.service import NotificationService
 from services.previews.repository import PreviewRepository
 from services.previews.schemas import ShareRead
+from services.quotas import QuotaService
 from services.users.repository import UserRepository
 
 
 class ShareService:
-    def __init__(self, session: AsyncSession, hub: NotificationHub) -> None:
+    def __init__(self, session: AsyncSession, hub: NotificationHub, quotas: QuotaService) -> None:
         self.session = session
         self.hub = hub
+        self.quotas = quotas
         self.builds = PreviewRepository(session)
         self.users = UserRepository(session)
 
@@ -34,6 +36,7 @@ class ShareService:
             raise Conflict("You cannot share a build with yourself")
         shared_at = utc_now()
         if not await self.builds.share_exists(build.id, recipient.id):
+            await self.quotas.new_share(owner.id)  # 429 over the account's quota of shares
             share = PreviewShare(preview_id=build.id, recipient_id=recipient.id, shared_by=owner.id)
             self.builds.add_share(share)
             shared_at = share.created_at

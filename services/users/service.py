@@ -5,9 +5,11 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.config import Settings
 from core.db import release_connection
-from core.errors import Conflict, PermissionDenied, ValidationFailed
+from core.errors import Conflict, PermissionDenied, RateLimited, ValidationFailed
 from core.models import User
+from core.ratelimit import RateLimiter, password_guess_limit
 from core.security import PasswordHasher
 from services.common import Page
 from services.users.repository import UserRepository
@@ -22,10 +24,18 @@ def conflict_for(fields: list[str]) -> Conflict:
 
 
 class UserService:
-    def __init__(self, session: AsyncSession, hasher: PasswordHasher) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        hasher: PasswordHasher,
+        limiter: RateLimiter,
+        settings: Settings,
+    ) -> None:
         self.session = session
         self.users = UserRepository(session)
         self.hasher = hasher
+        self.limiter = limiter
+        self.settings = settings
 
     async def create(self, data: UserCreate) -> User:
         # Check first so that a taken name costs no bcrypt time; the unique indexes still
@@ -50,9 +60,7 @@ class UserService:
                 raise ValidationFailed.for_field(
                     "current_password", "required to change the password or the email"
                 )
-            await release_connection(self.session)
-            if not await self.hasher.verify(data.current_password, user.password_hash):
-                raise PermissionDenied("Current password is incorrect")
+            await self._check_current_password(user, data.current_password)
         # Explicit nulls change nothing.
         changes = {field: value for field, value in changes.items() if value is not None}
         taken = await self.users.taken_fields(
@@ -64,10 +72,27 @@ class UserService:
         if new_password is not None:
             await release_connection(self.session)
             user.password_hash = await self.hasher.hash(new_password)
+            # Revokes every access token issued before, the caller's own included.
+            user.token_generation += 1
         for field, value in changes.items():
             setattr(user, field, value)
         await self._commit_unique(user)
         return user
+
+    async def _check_current_password(self, user: User, password: str) -> None:
+        """Under the account's budget of password guesses, which logins share: a stolen token
+        must not give unlimited guesses at the password either."""
+        limit = password_guess_limit(self.settings, str(user.id))
+        decision = await self.limiter.hit([limit])
+        if not decision.allowed:
+            raise RateLimited(
+                "Too many password attempts; try again later",
+                retry_after_s=decision.retry_after_s,
+            )
+        await release_connection(self.session)
+        if not await self.hasher.verify(password, user.password_hash):
+            raise PermissionDenied("Current password is incorrect")
+        await self.limiter.reset(limit.key)
 
     async def set_preferences(self, user: User, preferences: dict[str, Any]) -> User:
         user.preferences = preferences

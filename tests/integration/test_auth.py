@@ -225,6 +225,8 @@ def _bad_tokens(settings: Settings, account: Account) -> dict[str, str]:
         "no expiry": jwt.encode(_claims(settings, account.id, exp=None), key, "HS256"),
         "subject not a uuid": jwt.encode(_claims(settings, "admin"), key, "HS256"),
         "unknown user": jwt.encode(_claims(settings, str(uuid.uuid4())), key, "HS256"),
+        "later generation": jwt.encode(_claims(settings, account.id, gen=1), key, "HS256"),
+        "generation not a number": jwt.encode(_claims(settings, account.id, gen="0"), key, "HS256"),
         "garbage": "not.a.token",
         "empty": "",
     }
@@ -277,3 +279,35 @@ def test_token_of_a_deleted_user_is_refused(
     with psycopg.connect(libpq_url(database_url), autocommit=True) as connection:
         connection.execute("DELETE FROM users WHERE id = %s", (uuid.UUID(account.id),))
     assert_error(client.get("/api/v1/users/me", headers=account.headers), 401, "AUTH_ERROR")
+
+
+def test_a_password_change_revokes_earlier_access_tokens(
+    client: TestClient, register: Register
+) -> None:
+    account = register()
+    login = {"username": account.username, "password": PASSWORD}
+    second = client.post("/api/v1/auth/login", json=login).json()["access_token"]
+    # Other changes revoke nothing.
+    renamed = client.patch(
+        "/api/v1/users/me", json={"username": unique_name()}, headers=account.headers
+    )
+    assert renamed.status_code == 200
+
+    changed = client.patch(
+        "/api/v1/users/me",
+        json={"password": "a brand new passphrase", "current_password": PASSWORD},
+        headers=account.headers,
+    )
+    assert changed.status_code == 200, changed.text
+
+    for token in (account.token, second):
+        revoked = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+        assert_error(revoked, 401, "AUTH_ERROR")
+        assert revoked.headers["WWW-Authenticate"] == "Bearer"
+    new_login = {"username": renamed.json()["username"], "password": "a brand new passphrase"}
+    fresh = client.post("/api/v1/auth/login", json=new_login)
+    assert fresh.status_code == 200
+    headers = {"Authorization": f"Bearer {fresh.json()['access_token']}"}
+    assert client.get("/api/v1/users/me", headers=headers).status_code == 200
+    old_login = {**new_login, "password": PASSWORD}
+    assert_error(client.post("/api/v1/auth/login", json=old_login), 401, "AUTH_ERROR")

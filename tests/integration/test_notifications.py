@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +15,9 @@ from starlette.websockets import WebSocketDisconnect
 
 from api.app import create_app
 from api.resources import Resources
+from api.routes.v1.notifications import WS_CLOSE_TOKEN_ENDED
 from core.config import Settings
+from core.security import create_access_token
 from services.notifications.schemas import NotificationRead, NotificationType
 from services.notifications.service import NotificationService
 from tests.helpers import Account, assert_error
@@ -104,3 +107,40 @@ def test_websocket_refuses_bad_tokens(client: TestClient, token: str) -> None:
     ):
         socket.receive_json()
     assert refused.value.code == 1008
+
+
+def test_websocket_closes_when_its_token_expires(
+    make_settings: Callable[..., Settings], register: Register
+) -> None:
+    account = register()
+    settings = make_settings()
+    short = create_access_token(settings, uuid.UUID(account.id), ["user"], ttl=timedelta(seconds=5))
+    with (
+        TestClient(create_app(settings)) as client,
+        pytest.raises(WebSocketDisconnect) as closed,
+        client.websocket_connect(f"/api/v1/notifications/ws?token={short.token}") as socket,
+    ):
+        socket.receive_json()  # nothing is published: only the close comes
+    assert (closed.value.code, closed.value.reason) == (WS_CLOSE_TOKEN_ENDED, "token expired")
+
+
+def test_websocket_closes_after_a_password_change(
+    make_settings: Callable[..., Settings], register: Register
+) -> None:
+    account = register()
+    settings = make_settings(ws_token_recheck_s=0.2)
+    with (
+        TestClient(create_app(settings)) as client,
+        client.websocket_connect("/api/v1/notifications/ws", headers=account.headers) as socket,
+    ):
+        live = notify(client, account.id, {"n": "before"})
+        assert socket.receive_json()["id"] == live.id
+        changed = client.patch(
+            "/api/v1/users/me",
+            json={"password": "a brand new passphrase", "current_password": account.password},
+            headers=account.headers,
+        )
+        assert changed.status_code == 200, changed.text
+        with pytest.raises(WebSocketDisconnect) as closed:
+            socket.receive_json()
+    assert (closed.value.code, closed.value.reason) == (WS_CLOSE_TOKEN_ENDED, "token revoked")

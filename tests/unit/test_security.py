@@ -30,7 +30,7 @@ def test_access_token_round_trip() -> None:
     assert claims.roles == ("user", "admin")
     assert claims.expires_at - claims.issued_at == timedelta(seconds=issued.expires_in)
     payload = jwt.get_unverified_claims(issued.token)
-    assert set(payload) == {"sub", "exp", "iat", "roles", "typ", "iss", "aud"}
+    assert set(payload) == {"sub", "exp", "iat", "roles", "gen", "typ", "iss", "aud"}
     assert payload["typ"] == "access"
     assert jwt.get_unverified_header(issued.token)["alg"] == "HS256"
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect, status
 
 from api.deps import CurrentUser, Limit, NotificationServiceDep, ResourcesDep
 from core.errors import AuthError
-from services.auth.service import authenticate_access_token
+from services.auth.service import access_ends, authenticate_access
 from services.notifications.schemas import NotificationPage
 from services.notifications.service import live_feed
 
@@ -25,6 +25,11 @@ async def list_notifications(
     return await notifications.list_after(user.id, after=after, limit=limit)
 
 
+# Close code of a socket whose access token expired or was revoked (a password change): the
+# client logs in again and reconnects, with `after` set to the last id it received.
+WS_CLOSE_TOKEN_ENDED = 4401
+
+
 @router.websocket("/ws")
 async def notifications_socket(
     websocket: WebSocket,
@@ -34,12 +39,16 @@ async def notifications_socket(
     ] = None,
     after: Annotated[int | None, Query(ge=0, description="Replay from this id first")] = None,
 ) -> None:
-    """Push: each notification as a JSON text message, the same objects the poll returns."""
+    """Push: each notification as a JSON text message, the same objects the poll returns.
+
+    A bad token is refused before the socket opens (close code 1008). An open socket closes
+    with code 4401 when its token expires, and within WS_TOKEN_RECHECK_S of a password change
+    that revokes it (reason "token expired" or "token revoked")."""
     header = websocket.headers.get("authorization", "")
     credential = token or header.removeprefix("Bearer ").strip()
     async with resources.read_session_factory() as session:
         try:
-            user = await authenticate_access_token(session, resources.settings, credential)
+            user, claims = await authenticate_access(session, resources.settings, credential)
         except AuthError:
             await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="invalid token")
             return
@@ -58,7 +67,19 @@ async def notifications_socket(
             while True:
                 await websocket.receive_text()
 
-    tasks = [asyncio.create_task(forward()), asyncio.create_task(until_disconnect())]
+    async def until_token_ends() -> None:
+        reason = await access_ends(
+            resources.read_session_factory,
+            claims,
+            recheck_s=resources.settings.ws_token_recheck_s,
+        )
+        await websocket.close(code=WS_CLOSE_TOKEN_ENDED, reason=reason)
+
+    tasks = [
+        asyncio.create_task(forward()),
+        asyncio.create_task(until_disconnect()),
+        asyncio.create_task(until_token_ends()),
+    ]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
