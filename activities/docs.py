@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.outcomes import outcome_dedupe_key
 from contracts.docs import (
     ASSEMBLE_DOC_JOB,
     GENERATE_DOC_TEXT,
@@ -176,7 +177,7 @@ class DocActivities:
             payload["error"] = outcome.error.model_dump() if outcome.error else None
         async with self.sessions() as session:
             await NotificationService(session, self.hub).notify_if_present(
-                outcome.user_id, kind, payload
+                outcome.user_id, kind, payload, dedupe_key=outcome_dedupe_key(kind)
             )
 
     async def _job(self, session: AsyncSession, job_id: uuid.UUID) -> AIRequest:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.outcomes import outcome_dedupe_key
 from contracts.failures import job_failure
 from contracts.jobs import JobError
 from contracts.previews import (
@@ -104,7 +105,7 @@ class PreviewActivities:
             payload["error"] = outcome.error.model_dump() if outcome.error else None
         async with self.sessions() as session:
             await NotificationService(session, self.hub).notify_if_present(
-                outcome.user_id, kind, payload
+                outcome.user_id, kind, payload, dedupe_key=outcome_dedupe_key(kind)
             )
 
 

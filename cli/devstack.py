@@ -4,6 +4,10 @@ Picks the backing services (Postgres or SQLite, Redis or an in-process limiter, 
 Temporal or its own dev server, the configured S3 endpoint or its own SeaweedFS), migrates,
 starts a preview worker (warm Metro) and the API, and on Ctrl-C (or SIGTERM) stops everything
 it started: the API and the worker first, then SeaweedFS, then Temporal.
+
+Killed outright (SIGKILL, a supervisor's short grace period) it cannot stop them: Linux then
+sends each child SIGTERM (PR_SET_PDEATHSIG), and the next `hivesync dev` on the same data dir
+stops whatever is still running from the children it recorded there (`children.json`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from cli import seaweedfs as weed
-from cli.processes import ManagedProcess, port_open
+from cli.processes import ChildRecord, ManagedProcess, port_open
 from cli.temporal_server import dev_server_command
 from contracts.jobs import TaskQueue
 from core.config import Settings
@@ -82,12 +86,16 @@ class DevStack:
         self._inference: ManagedProcess | None = None
         self._inference_note = "disabled (LOCAL_AI_ENABLED=false)"
         self._stop_signal: str | None = None
+        self._record = ChildRecord(data_dir / "children.json")
 
     def run(self) -> int:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         configure_logging(self.settings, service="hivesync-dev")
         # Readiness probes (SeaweedFS's master) would log every attempt at INFO.
         logging.getLogger("httpx").setLevel(logging.WARNING)
+        reclaimed = self._record.reclaim()
+        if reclaimed:
+            log.warning("stopped what a killed hivesync dev left running: %s", ", ".join(reclaimed))
         previous_handlers = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
@@ -213,8 +221,7 @@ class DevStack:
             ),
             log_file=self.data_dir / "temporal.log",
         )
-        self.children.append(server)
-        server.start()
+        self._launch(server)
         server.wait_for_port("127.0.0.1", self.temporal_port, timeout_s=60)
         log.info(
             "Temporal dev server started",
@@ -264,8 +271,8 @@ class DevStack:
             log_file=log_dir / "weed.out",
         )
         self._after_stop[server.name] = lambda: weed.remove_grpc_sockets(ports)
-        self.children.append(server)
-        server.start()
+        weed.remove_grpc_sockets(ports)  # left by a SeaweedFS that was killed
+        self._launch(server)
         weed.wait_until_ready(ports, access_key, secret_key, timeout_s=60, alive=server.running)
         endpoint = weed.endpoint_url(ports)
         weed.create_bucket(endpoint, access_key, secret_key, settings.r2_bucket)
@@ -295,8 +302,7 @@ class DevStack:
         self._inference = ManagedProcess(
             "inference", [sys.executable, "-m", "cli", "inference"], env=env
         )
-        self.children.append(self._inference)
-        self._inference.start()
+        self._launch(self._inference)
 
     def _wait_for_inference(self, _env: dict[str, str]) -> None:
         server = self._inference
@@ -340,8 +346,7 @@ class DevStack:
             command = [sys.executable, "-m", "cli", "worker", "--queue", queue]
             worker = ManagedProcess(f"worker {queue}", command, env=env)
             self._workers[queue] = worker
-            self.children.append(worker)
-            worker.start()
+            self._launch(worker)
 
     def _wait_for_workers(self, _env: dict[str, str]) -> None:
         """Wait until each worker polls its task queue (Metro is warm by then)."""
@@ -361,8 +366,7 @@ class DevStack:
 
     def _start_api(self, env: dict[str, str]) -> None:
         api = ManagedProcess("api", [sys.executable, "-m", "cli", "api"], env=env)
-        self.children.append(api)
-        api.start()
+        self._launch(api)
         api.wait_for_port("127.0.0.1", self.api_port, timeout_s=60)
 
     def _announce(self, env: dict[str, str]) -> None:
@@ -380,6 +384,14 @@ class DevStack:
             "",
         ]
         print("\n".join(lines), file=sys.stderr, flush=True)
+
+    def _launch(self, child: ManagedProcess) -> None:
+        """Start a child that dies with this process, and record it for the next run (called
+        from the main thread: Linux signals the child when the thread that forked it exits)."""
+        child.die_with_parent = signal.SIGTERM
+        self.children.append(child)
+        child.start()
+        self._record.write(self.children)
 
     def _supervise(self) -> int:
         while self._stop_signal is None:
@@ -405,6 +417,7 @@ class DevStack:
                 after_stop()
             log.info("stopped %s", child.name)
         self.children.clear()
+        self._record.clear()
 
 
 def _storage_credentials(identities: Path) -> tuple[str, str]:

@@ -4,6 +4,9 @@ the loopback ports they listen on."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import json
 import os
 import shutil
 import signal
@@ -11,9 +14,43 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(sig: signal.Signals) -> Callable[[], None]:
+    """A `preexec_fn` asking Linux to send `sig` to the child when the process that forks it
+    dies, however it dies (SIGKILL included). Linux sends it when the forking *thread* exits:
+    start such children from the main thread. Elsewhere than Linux, nothing is asked."""
+    parent = os.getpid()
+    libc_name = ctypes.util.find_library("c") if sys.platform == "linux" else None
+    libc = ctypes.CDLL(libc_name, use_errno=True) if libc_name else None
+
+    def preexec() -> None:
+        if libc is None:
+            return
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: nobody would tell us
+            os.kill(os.getpid(), sig)
+
+    return preexec
+
+
+def process_start_time(pid: int) -> int | None:
+    """When the process started (clock ticks since boot, from /proc), which tells it apart from
+    a later process given the same pid; None when there is no such process (or it is a
+    zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])  # field 22 of stat(5); fields[0] is field 3
 
 
 def installed_binary(name: str, package: str) -> Path:
@@ -68,12 +105,16 @@ class ManagedProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         log_file: Path | None = None,
+        die_with_parent: signal.Signals | None = None,
     ) -> None:
+        """`die_with_parent`: the signal that the child gets when this process dies without
+        stopping it (see `_die_with_parent`)."""
         self.name = name
         self.command = list(command)
         self.env = dict(env) if env is not None else None
         self.cwd = cwd
         self.log_file = log_file
+        self.die_with_parent = die_with_parent
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -94,6 +135,7 @@ class ManagedProcess:
             stdout=output,
             stderr=subprocess.STDOUT if output is not None else None,
             start_new_session=True,
+            preexec_fn=(_die_with_parent(self.die_with_parent) if self.die_with_parent else None),
         )
         return self
 
@@ -128,3 +170,54 @@ class ManagedProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+class ChildRecord:
+    """The process groups a supervisor started, kept in a file (`<data dir>/children.json`),
+    so that the next supervisor on that directory can stop what a killed one left running."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, children: Sequence[ManagedProcess]) -> None:
+        entries = []
+        for child in children:
+            if child.pid is None:
+                continue
+            started = process_start_time(child.pid)
+            if started is not None:
+                entries.append({"name": child.name, "pid": child.pid, "start_time": started})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(entries))
+        temporary.replace(self.path)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def reclaim(self, timeout_s: float = 10.0) -> list[str]:
+        """Stop (SIGTERM, then SIGKILL after `timeout_s`) the process group of every recorded
+        child still running: the same pid *and* the same start time, never a stranger that
+        reuses its pid. Returns their names."""
+        try:
+            entries = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return []
+        stale = [
+            entry
+            for entry in entries
+            if isinstance(entry, dict)
+            and isinstance(entry.get("pid"), int)
+            and process_start_time(entry["pid"]) == entry.get("start_time")
+        ]
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for entry in stale:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(entry["pid"], sig)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline and any(
+                process_start_time(entry["pid"]) is not None for entry in stale
+            ):
+                time.sleep(0.1)
+        self.clear()
+        return [str(entry.get("name")) for entry in stale]

@@ -195,7 +195,10 @@ class Notification(SQLModel, table=True):
     """A job state change for one user; `id` increases, so clients poll with `after=<id>`."""
 
     __tablename__ = "notifications"
-    __table_args__ = (sa.Index("ix_notifications_user_id_id", "user_id", "id"),)
+    __table_args__ = (
+        sa.Index("ix_notifications_user_id_id", "user_id", "id"),
+        sa.UniqueConstraint("user_id", "dedupe_key", name="uq_notifications_user_dedupe_key"),
+    )
 
     id: int | None = Field(
         default=None,
@@ -206,3 +209,6 @@ class Notification(SQLModel, table=True):
     type: str = Field(max_length=32)
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
     created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, nullable=False)
+    # One notification per event however often its sender retries (a job's outcome: see
+    # `activities`); NULL for events sent once (several NULLs never collide).
+    dedupe_key: str | None = Field(default=None, max_length=200)

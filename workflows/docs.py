@@ -57,6 +57,14 @@ STEP_RETRY = RetryPolicy(
 BOOKKEEPING_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
 )
+# Announcing an outcome is idempotent (one notification per run, see `notify_doc_outcome`) and
+# a failed publish is not an error; what is retried is a database that refuses, for ~10 min.
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=25,
+)
 
 
 @workflow.defn(name=DOC_WORKFLOW)
@@ -150,16 +158,26 @@ class DocPassWorkflow:
             summary=summary,
             error=error,
         )
-        activities = [NOTIFY_DOC_OUTCOME]
         if phase != DocPhase.COMPLETED:  # assemble_doc_job recorded the completed ones
-            activities.insert(0, RECORD_DOC_OUTCOME)
-        for activity_name in activities:
             await workflow.execute_activity(
-                activity_name,
+                RECORD_DOC_OUTCOME,
                 outcome,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=BOOKKEEPING_RETRY,
             )
+        try:
+            await workflow.execute_activity(
+                NOTIFY_DOC_OUTCOME,
+                outcome,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=NOTIFY_RETRY,
+            )
+        except ActivityError as failure:
+            if is_cancelled_exception(failure):
+                raise
+            # Recorded but not announced (the database stayed down past every attempt): the
+            # job's result stands; its owner sees it in the job's status.
+            workflow.logger.warning("job %s: its outcome was not announced", request.job_id)
 
     def _elapsed_ms(self, request: DocJobInput) -> int:
         return int((workflow.now() - request.requested_at).total_seconds() * 1000)

@@ -43,6 +43,14 @@ BUILD_RETRY = RetryPolicy(
 BOOKKEEPING_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
 )
+# Announcing an outcome is idempotent (one notification per run, see `notify_preview_outcome`)
+# and a failed publish is not an error; what is retried is a database that refuses, for ~10 min.
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=25,
+)
 
 
 @workflow.defn(name=PREVIEW_WORKFLOW)
@@ -92,10 +100,22 @@ class PreviewBuildWorkflow:
             artifacts=artifacts,
             error=error,
         )
-        for activity_name in (RECORD_PREVIEW_OUTCOME, NOTIFY_PREVIEW_OUTCOME):
+        await workflow.execute_activity(
+            RECORD_PREVIEW_OUTCOME,
+            outcome,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=BOOKKEEPING_RETRY,
+        )
+        try:
             await workflow.execute_activity(
-                activity_name,
+                NOTIFY_PREVIEW_OUTCOME,
                 outcome,
                 start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=BOOKKEEPING_RETRY,
+                retry_policy=NOTIFY_RETRY,
             )
+        except ActivityError as failure:
+            if is_cancelled_exception(failure):
+                raise
+            # Recorded but not announced (the database stayed down past every attempt): the
+            # build's result stands; its owner sees it in the build's status.
+            workflow.logger.warning("build %s: its outcome was not announced", request.build_id)

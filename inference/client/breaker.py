@@ -3,16 +3,21 @@
 After `failures` failures in a row a provider is skipped for `cooloff_s`; then one call is let
 through, and a single further failure opens it again (a success closes it). Counts live in
 Redis so that one worker's discovery that a provider is down spares all the others the
-timeout. Without Redis (single-process development) the state is kept in the process.
+timeout. Without Redis (single-process development) the state is kept in the process. While
+Redis is unreachable the breaker stays closed (every provider is tried): model calls go on.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 # KEYS[1] = the provider's hash; ARGV = threshold, now, cool-off, ttl.
 # failures += 1; when failures >= threshold: open_until = now + cool-off.
@@ -56,22 +61,32 @@ class RedisBreaker:
         return f"{self.key_prefix}ai:breaker:{provider}"
 
     async def is_open(self, provider: str) -> bool:
-        open_until = await self.redis.hget(self._key(provider), "open_until")
+        try:
+            open_until = await self.redis.hget(self._key(provider), "open_until")
+        except RedisError as exc:
+            log.warning("circuit state unreadable (%s): trying %s", type(exc).__name__, provider)
+            return False
         return open_until is not None and float(open_until) > self.clock()
 
     async def record_failure(self, provider: str) -> None:
-        await self.redis.eval(
-            _RECORD_FAILURE,
-            1,
-            self._key(provider),
-            self.failures,
-            self.clock(),
-            self.cooloff_s,
-            self.ttl_s,
-        )
+        try:
+            await self.redis.eval(
+                _RECORD_FAILURE,
+                1,
+                self._key(provider),
+                self.failures,
+                self.clock(),
+                self.cooloff_s,
+                self.ttl_s,
+            )
+        except RedisError as exc:
+            log.warning("failure of %s not counted (%s)", provider, type(exc).__name__)
 
     async def record_success(self, provider: str) -> None:
-        await self.redis.delete(self._key(provider))
+        try:
+            await self.redis.delete(self._key(provider))
+        except RedisError as exc:
+            log.warning("success of %s not recorded (%s)", provider, type(exc).__name__)
 
 
 class MemoryBreaker:

@@ -17,6 +17,12 @@ class NotificationRepository:
     def add(self, notification: Notification) -> None:
         self.session.add(notification)
 
+    async def by_dedupe_key(self, user_id: uuid.UUID, dedupe_key: str) -> Notification | None:
+        statement = sa.select(Notification).where(
+            col(Notification.user_id) == user_id, col(Notification.dedupe_key) == dedupe_key
+        )
+        return (await self.session.scalars(statement)).one_or_none()
+
     async def list_after(
         self, user_id: uuid.UUID, *, after: int, limit: int
     ) -> Sequence[Notification]:

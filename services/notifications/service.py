@@ -1,19 +1,24 @@
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.db import insert_or_existing
 from core.models import Notification
 from services.notifications.hub import NotificationHub
 from services.notifications.repository import NotificationRepository
 from services.notifications.schemas import NotificationPage, NotificationRead, NotificationType
 
 BACKLOG_LIMIT = 500
+# Redis answers a publish in milliseconds; one that hangs must not hold the sender.
+PUBLISH_TIMEOUT_S = 5.0
 
 
 log = logging.getLogger(__name__)
@@ -26,27 +31,63 @@ class NotificationService:
         self.hub = hub
 
     async def notify(
-        self, user_id: uuid.UUID, type_: NotificationType, payload: dict[str, Any]
+        self,
+        user_id: uuid.UUID,
+        type_: NotificationType,
+        payload: dict[str, Any],
+        *,
+        dedupe_key: str | None = None,
     ) -> NotificationRead:
-        """Store the notification (commits the session), then push it to connected clients."""
-        notification = Notification(user_id=user_id, type=type_.value, payload=payload)
-        self.notifications.add(notification)
-        await self.session.commit()
-        message = NotificationRead.model_validate(notification)
-        await self.hub.publish(user_id, message.model_dump(mode="json"))
+        """Store the notification (commits the session), then push it to connected clients.
+
+        With a `dedupe_key`, a notification already stored under it is pushed again instead of
+        a second one stored: a sender that retries (a job's outcome) announces its event once.
+        Pushing is best effort: clients that missed it poll, or replay from their cursor."""
+        row = Notification(user_id=user_id, type=type_.value, payload=payload)
+        if dedupe_key is None:
+            self.notifications.add(row)
+            await self.session.commit()
+        else:
+            row.dedupe_key = dedupe_key
+            row = await insert_or_existing(
+                self.session,
+                row,
+                lambda: self.notifications.by_dedupe_key(user_id, dedupe_key),
+            )
+        message = NotificationRead.model_validate(row)
+        await self._push(user_id, message)
         return message
 
     async def notify_if_present(
-        self, user_id: uuid.UUID, type_: NotificationType, payload: dict[str, Any]
+        self,
+        user_id: uuid.UUID,
+        type_: NotificationType,
+        payload: dict[str, Any],
+        *,
+        dedupe_key: str | None = None,
     ) -> NotificationRead | None:
         """`notify`, for jobs that end after their user may have been deleted: then nobody is
         told (the foreign key refuses the row), instead of retrying forever."""
         try:
-            return await self.notify(user_id, type_, payload)
+            return await self.notify(user_id, type_, payload, dedupe_key=dedupe_key)
         except IntegrityError:
             await self.session.rollback()
             log.info("notification dropped: user %s no longer exists", user_id)
             return None
+
+    async def _push(self, user_id: uuid.UUID, message: NotificationRead) -> None:
+        """Publish to connected sockets; a failure (Redis down) is logged, not raised: the row
+        is stored, and raising would only make the sender retry what is already done."""
+        try:
+            await asyncio.wait_for(
+                self.hub.publish(user_id, message.model_dump(mode="json")), PUBLISH_TIMEOUT_S
+            )
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning(
+                "notification %s stored but not pushed (%s); clients get it by polling",
+                message.id,
+                type(exc).__name__,
+            )
 
     async def list_after(self, user_id: uuid.UUID, *, after: int, limit: int) -> NotificationPage:
         rows = await self.notifications.list_after(user_id, after=after, limit=limit)

@@ -21,7 +21,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.processes import ManagedProcess, free_port, port_open, processes_mentioning
+from cli.processes import (
+    ChildRecord,
+    ManagedProcess,
+    free_port,
+    port_open,
+    process_start_time,
+    processes_mentioning,
+)
 from cli.seaweedfs import WeedPorts
 from tests.fixtures.models import MODEL_CACHE
 from tests.fixtures.previews import METRO_CACHE
@@ -134,9 +141,12 @@ def _free_s3_port() -> int:
 
 
 def _run_dev(
-    tmp_path: Path, extra_env: dict[str, str]
+    tmp_path: Path,
+    extra_env: dict[str, str],
+    ports: dict[str, int] | None = None,
+    output_name: str = "dev.out",
 ) -> tuple[ManagedProcess, dict[str, int], Path]:
-    ports = {
+    ports = ports or {
         "api": free_port(),
         "temporal": free_port(),
         "ui": free_port(),
@@ -153,7 +163,7 @@ def _run_dev(
         "--inference-port", str(ports["inference"]),
         "--data-dir", str(data_dir),
     ]  # fmt: skip
-    output = tmp_path / "dev.out"
+    output = tmp_path / output_name
     dev = ManagedProcess(
         "dev", command, env={**_base_env(tmp_path), **extra_env}, log_file=output
     ).start()
@@ -398,3 +408,112 @@ def test_cli_refuses_production_without_a_strong_secret(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "JWT_SECRET" in result.stderr
     assert "default/example value" in result.stderr
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid` (children, their children...), whatever their session."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found: set[int] = set()
+    pending = [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            if child not in found:
+                found.add(child)
+                pending.append(child)
+    return found
+
+
+def _running(pids: set[int]) -> set[int]:
+    return {pid for pid in pids if process_start_time(pid) is not None}
+
+
+def test_dev_stack_killed_hard_leaves_nothing_running(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """SIGKILL gives `hivesync dev` no chance to stop its children: they stop by themselves
+    (each gets SIGTERM from Linux when it dies), and a second `hivesync dev` starts on the
+    same ports and data dir."""
+    closed = free_port()
+    bundler_dir = tmp_path_factory.mktemp("bundler")  # at the depth of the warm Metro cache
+    env = {
+        "POSTGRES_PORT": str(closed),
+        "REDIS_URL": f"redis://127.0.0.1:{closed}/0",
+        "DB_CONNECT_TIMEOUT_S": "1",
+        "LOCAL_AI_ENABLED": "false",
+        "BUNDLER_WORK_DIR": str(bundler_dir),
+        "BUNDLER_CACHE_DIR": str(METRO_CACHE),
+    }
+    data_dir = tmp_path / "data"
+    dev, ports, _ = _run_dev(tmp_path, env)
+    second: ManagedProcess | None = None
+    try:
+        assert dev.process is not None
+        tree = _descendants(dev.process.pid)
+        # Temporal, SeaweedFS, the worker (with its Metro) and the API.
+        assert len(processes_mentioning(f"--db-filename {data_dir}/temporal.db")) == 1
+        assert len(processes_mentioning(f"-dir={data_dir / 'seaweedfs'} ")) == 1
+        assert len(processes_mentioning(f"--workspace {bundler_dir}/")) == 1
+        assert len(tree) >= 5
+
+        dev.process.send_signal(signal.SIGKILL)
+        dev.process.wait(timeout=30)
+        deadline = time.monotonic() + 120  # the worker finishes gracefully: seconds
+        while _running(tree) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _running(tree) == set(), [
+            Path(f"/proc/{pid}/cmdline").read_bytes() for pid in _running(tree)
+        ]
+        assert processes_mentioning(str(data_dir)) == []
+        assert processes_mentioning(f"{bundler_dir}/") == []
+
+        second, _, output = _run_dev(tmp_path, env, ports=ports, output_name="dev2.out")
+        base_url = f"http://127.0.0.1:{ports['api']}"
+        _register_login_create_list(base_url)
+        assert "stopped what a killed hivesync dev left running" not in output.read_text()
+        _stop_like_ctrl_c(second, ports, data_dir)
+    finally:
+        _stop_dev(dev, tmp_path, bundler_dir)
+        if second is not None:
+            _stop_dev(second, tmp_path, bundler_dir)
+
+
+def test_the_next_run_reclaims_recorded_children(tmp_path: Path) -> None:
+    """What a killed supervisor recorded and is still running (here: a child that ignores the
+    signal it got) is stopped by the next one; a pid now used by another process is left."""
+    ready = tmp_path / "ignoring"
+    code = (
+        "import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "pathlib.Path(sys.argv[1]).touch(); time.sleep(600)"
+    )
+    ignoring = ManagedProcess("stubborn", [sys.executable, "-c", code, str(ready)]).start()
+    stranger = ManagedProcess("stranger", ["sleep", "600"]).start()
+    record = ChildRecord(tmp_path / "children.json")
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert time.monotonic() < deadline, "the child never ignored SIGTERM"
+            time.sleep(0.05)
+        record.write([ignoring, stranger])
+        assert stranger.pid is not None
+        entries = json.loads(record.path.read_text())
+        entries[1]["start_time"] -= 1  # as if the pid had been reused since
+        record.path.write_text(json.dumps(entries))
+
+        assert record.reclaim(timeout_s=2) == ["stubborn"]
+        assert ignoring.process is not None
+        assert ignoring.process.wait(timeout=10) == -signal.SIGKILL
+        assert stranger.running()
+        assert not record.path.exists()
+        assert record.reclaim() == []
+    finally:
+        ignoring.stop()
+        stranger.stop()

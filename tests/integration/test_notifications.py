@@ -11,13 +11,16 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from redis.asyncio import Redis
 from starlette.websockets import WebSocketDisconnect
 
 from api.app import create_app
 from api.resources import Resources
 from api.routes.v1.notifications import WS_CLOSE_TOKEN_ENDED
+from cli.processes import free_port
 from core.config import Settings
 from core.security import create_access_token
+from services.notifications.hub import NotificationHub
 from services.notifications.schemas import NotificationRead, NotificationType
 from services.notifications.service import NotificationService
 from tests.helpers import Account, assert_error
@@ -144,3 +147,38 @@ def test_websocket_closes_after_a_password_change(
         with pytest.raises(WebSocketDisconnect) as closed:
             socket.receive_json()
     assert (closed.value.code, closed.value.reason) == (WS_CLOSE_TOKEN_ENDED, "token revoked")
+
+
+def test_a_dedupe_key_stores_one_notification_and_a_failed_push_is_not_an_error(
+    client: TestClient, register: Register
+) -> None:
+    """A job's outcome announced by every retry of its activity is stored once; a push that
+    Redis cannot take is logged, and the stored notification still reaches polling clients."""
+    account = register()
+    app: FastAPI = client.app  # type: ignore[assignment]
+    resources: Resources = app.state.resources
+    unreachable = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=2)
+    hub = NotificationHub(unreachable, "unused:")
+
+    async def announce() -> list[NotificationRead]:
+        sent = []
+        for _ in range(3):
+            async with resources.session_factory() as session:
+                service = NotificationService(session, hub)
+                sent.append(
+                    await service.notify(
+                        uuid.UUID(account.id),
+                        NotificationType.PREVIEW_READY,
+                        {"build_id": "b1"},
+                        dedupe_key="preview-b1/run-1/preview.ready",
+                    )
+                )
+        await unreachable.aclose()
+        return sent
+
+    assert client.portal is not None
+    sent = client.portal.call(announce)
+    assert len({item.id for item in sent}) == 1
+    items = client.get("/api/v1/notifications", headers=account.headers).json()["items"]
+    assert [item["id"] for item in items] == [sent[0].id]
+    assert items[0]["payload"] == {"build_id": "b1"}

@@ -3,7 +3,7 @@
 Every token carries the generation it was issued under (claim `gen`, 0 for tokens issued
 before this revision); a password change moves the user's on, so earlier tokens stop working.
 
-Revision ID: 0005_quotas
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-01
 """
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_quotas"
+revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
