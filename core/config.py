@@ -164,6 +164,20 @@ class Settings(BaseSettings):
     r2_public_endpoint: str | None = None
     signed_url_ttl_s: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 600
 
+    # Retention of preview data, enforced by a Temporal schedule (`preview-retention`, created
+    # by the cpu_tasks worker) that runs RetentionWorkflow every RETENTION_SWEEP_INTERVAL_S.
+    # A build (its row and objects) expires this many days after it was built; 0 keeps builds.
+    build_retention_days: Annotated[int, Field(ge=0)] = 30
+    # An uploaded source expires this many days after its upload or its project's last build
+    # of it, whichever is later; its object goes once no project uses it. 0 keeps sources.
+    source_retention_days: Annotated[int, Field(ge=0)] = 30
+    retention_sweep_interval_s: Annotated[int, Field(ge=60)] = 3600
+    # Rows (and their objects) removed per activity call: every batch is one short transaction.
+    retention_batch_size: Annotated[int, Field(ge=1, le=1000)] = 200
+    # Objects that no row names (left by a deleted project or an upload cut short) are removed
+    # once they are older than this.
+    orphan_grace_s: Annotated[int, Field(ge=0)] = 3600
+
     # Temporal
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"

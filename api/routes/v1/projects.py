@@ -3,7 +3,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Response, UploadFile
 
-from api.deps import CurrentUser, Limit, Offset, ProjectServiceDep, SourceServiceDep
+from api.deps import (
+    CurrentUser,
+    Limit,
+    Offset,
+    ProjectDeletionDep,
+    ProjectServiceDep,
+    SourceServiceDep,
+)
 from services.common import DEFAULT_PAGE_SIZE, Page
 from services.previews.schemas import SourceUploaded
 from services.projects.schemas import ProjectCreate, ProjectRead, ProjectUpdate
@@ -59,7 +66,10 @@ async def update_project(
 
 @router.delete("/{project_id}", status_code=204)
 async def delete_project(
-    project_id: uuid.UUID, user: CurrentUser, projects: ProjectServiceDep
+    project_id: uuid.UUID, user: CurrentUser, deletion: ProjectDeletionDep
 ) -> Response:
-    await projects.delete(user, project_id)
+    """Deletes the project with its builds, sources, shares and documentation jobs. Its running
+    builds and jobs are cancelled and its stored objects removed in the background (sources
+    that another project uses stay); 503 with nothing deleted when the job queue is down."""
+    await deletion.delete(user, project_id)
     return Response(status_code=204)
