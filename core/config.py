@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     bundler_processes: Annotated[int, Field(ge=1, le=16)] = 1
     # A bundler process is restarted after this many builds or above this resident memory.
     bundler_max_builds: Annotated[int, Field(ge=1)] = 200
-    bundler_max_rss_mb: Annotated[int, Field(ge=200)] = 700
+    bundler_max_rss_mb: Annotated[int, Field(ge=64)] = 700
 
     # Object storage (Cloudflare R2, S3 or MinIO)
     r2_endpoint: str | None = None
