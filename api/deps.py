@@ -26,6 +26,7 @@ from services.previews.build_service import BuildService
 from services.previews.manifest_service import ManifestService
 from services.previews.share_service import ShareService
 from services.previews.source_service import SourceService
+from services.projects.deletion import ProjectDeletion
 from services.projects.service import ProjectService
 from services.quotas import QuotaService
 from services.users.service import UserService
@@ -115,6 +116,10 @@ async def get_project_service(session: SessionDep) -> ProjectService:
     return ProjectService(session)
 
 
+async def get_project_deletion(session: SessionDep, resources: ResourcesDep) -> ProjectDeletion:
+    return ProjectDeletion(session, resources.settings, resources.temporal)
+
+
 async def get_notification_service(
     session: SessionDep, resources: ResourcesDep
 ) -> NotificationService:
@@ -156,6 +161,7 @@ ShareServiceDep = Annotated[ShareService, Depends(get_share_service)]
 NotificationServiceDep = Annotated[NotificationService, Depends(get_notification_service)]
 UserServiceDep = Annotated[UserService, Depends(get_user_service)]
 ProjectServiceDep = Annotated[ProjectService, Depends(get_project_service)]
+ProjectDeletionDep = Annotated[ProjectDeletion, Depends(get_project_deletion)]
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")]
 Offset = Annotated[int, Query(ge=0, description="Items to skip")]

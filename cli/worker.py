@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 
 from activities.docs import DocActivities
 from activities.preview import PreviewActivities
+from activities.retention import CleanupActivities
 from contracts.jobs import TaskQueue
 from core.config import Settings
 from core.db import create_engine, create_session_factory
@@ -27,9 +28,12 @@ from inference.client.engine import create_engine as create_ai_engine
 from services.notifications.hub import NotificationHub
 from services.previews.builder import Builder
 from services.previews.bundler import BundlerPool
+from services.previews.cleanup import PreviewCleanup
+from services.previews.retention import ensure_retention_schedule
 from services.previews.toolchain import toolchain_versions
 from workflows.docs import DocPassWorkflow
 from workflows.preview import PreviewBuildWorkflow
+from workflows.retention import ProjectCleanupWorkflow, RetentionWorkflow
 
 log = logging.getLogger("hivesync.worker")
 
@@ -48,8 +52,9 @@ async def open_worker(settings: Settings, queue: str) -> AsyncIterator[RunningWo
     """A worker polling `queue` (a kind from QUEUES) until the block ends; then it finishes or
     hands back its tasks and stops its bundlers.
 
-    cpu_tasks runs both workflows, preview builds (with warm Metro processes) and the light
-    steps of documentation jobs, and model calls too when the local model is disabled.
+    cpu_tasks runs the job workflows, preview builds (with warm Metro processes) and the light
+    steps of documentation jobs, and model calls too when the local model is disabled; and
+    the cleanup workflows, whose retention schedule it creates (or updates) on start.
     gpu_tasks runs only the model calls that go to the local model first."""
     client = await connect_temporal(settings, lazy=False)
     engine = create_engine(settings)
@@ -63,14 +68,22 @@ async def open_worker(settings: Settings, queue: str) -> AsyncIterator[RunningWo
     try:
         if bundler is not None:
             await bundler.start()
+            storage = Storage(settings)
             previews = PreviewActivities(
-                Builder(Storage(settings), bundler, toolchain_versions(settings.bundler_dir)),
+                Builder(storage, bundler, toolchain_versions(settings.bundler_dir)),
                 sessions,
                 hub,
             )
+            cleanup = CleanupActivities(PreviewCleanup(sessions, storage, settings), sessions)
             options: dict[str, Any] = {
-                "workflows": [PreviewBuildWorkflow, DocPassWorkflow],
+                "workflows": [
+                    PreviewBuildWorkflow,
+                    DocPassWorkflow,
+                    ProjectCleanupWorkflow,
+                    RetentionWorkflow,
+                ],
                 "activities": [
+                    *cleanup.all,
                     previews.build_preview,
                     previews.record_preview_outcome,
                     previews.notify_preview_outcome,
@@ -102,6 +115,8 @@ async def open_worker(settings: Settings, queue: str) -> AsyncIterator[RunningWo
             default_heartbeat_throttle_interval=timedelta(seconds=1),
             **options,
         )
+        if queue == TaskQueue.CPU:
+            await ensure_retention_schedule(client, settings)
         async with worker:
             log.info("worker started", extra={"task_queue": settings.task_queue(queue)})
             yield RunningWorker(worker, bundler, ai_engine)

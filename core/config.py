@@ -184,7 +184,7 @@ class Settings(BaseSettings):
     bundler_processes: Annotated[int, Field(ge=1, le=16)] = 1
     # A bundler process is restarted after this many builds or above this resident memory.
     bundler_max_builds: Annotated[int, Field(ge=1)] = 200
-    bundler_max_rss_mb: Annotated[int, Field(ge=200)] = 700
+    bundler_max_rss_mb: Annotated[int, Field(ge=64)] = 700
 
     # Object storage (Cloudflare R2, S3 or MinIO)
     r2_endpoint: str | None = None
@@ -195,6 +195,20 @@ class Settings(BaseSettings):
     # Host that clients download from, when it differs from R2_ENDPOINT (signatures cover it).
     r2_public_endpoint: str | None = None
     signed_url_ttl_s: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 600
+
+    # Retention of preview data, enforced by a Temporal schedule (`preview-retention`, created
+    # by the cpu_tasks worker) that runs RetentionWorkflow every RETENTION_SWEEP_INTERVAL_S.
+    # A build (its row and objects) expires this many days after it was built; 0 keeps builds.
+    build_retention_days: Annotated[int, Field(ge=0)] = 30
+    # An uploaded source expires this many days after its upload or its project's last build
+    # of it, whichever is later; its object goes once no project uses it. 0 keeps sources.
+    source_retention_days: Annotated[int, Field(ge=0)] = 30
+    retention_sweep_interval_s: Annotated[int, Field(ge=60)] = 3600
+    # Rows (and their objects) removed per activity call: every batch is one short transaction.
+    retention_batch_size: Annotated[int, Field(ge=1, le=1000)] = 200
+    # Objects that no row names (left by a deleted project or an upload cut short) are removed
+    # once they are older than this.
+    orphan_grace_s: Annotated[int, Field(ge=0)] = 3600
 
     # Temporal
     temporal_address: str = "127.0.0.1:7233"

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, cast
 
 import boto3
 from botocore.config import Config
@@ -34,6 +35,12 @@ DELETE_BATCH = 1000
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 # Regions in which CreateBucket must not name a location constraint.
 _NO_LOCATION_CONSTRAINT = frozenset({"", "auto", "us-east-1"})
+
+
+class StoredObject(NamedTuple):
+    key: str
+    size: int
+    last_modified: datetime
 
 
 class ObjectNotFound(StorageError):
@@ -190,6 +197,29 @@ class Storage:
                     )
                 deleted += len(keys)
         return deleted
+
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]:
+        """Every key under `prefix`, a page (up to 1,000 keys) per request, in key order."""
+        with self._errors("list", prefix + "*"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": DELETE_BATCH}
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield StoredObject(item["Key"], item["Size"], item["LastModified"])
+
+    def list_folders(self, prefix: str) -> Iterator[str]:
+        """The "folders" right under `prefix` (keys' common prefixes up to the next `/`)."""
+        with self._errors("list", prefix + "*"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket,
+                Prefix=prefix,
+                Delimiter="/",
+                PaginationConfig={"PageSize": DELETE_BATCH},
+            )
+            for page in pages:
+                for item in page.get("CommonPrefixes", []):
+                    yield item["Prefix"]
 
     def get_signed_url(self, key: str, expires_in: int | None = None) -> str:
         """A presigned GET URL, valid `expires_in` seconds (SIGNED_URL_TTL_S by default), for

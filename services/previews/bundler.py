@@ -95,6 +95,7 @@ class BundlerProcess:
                 f"run `npm ci` in {self.settings.bundler_dir}"
             )
         self.workspace.mkdir(parents=True, exist_ok=True)
+        self.builds = 0  # a fresh process: it has done no build yet
         self._process = await asyncio.create_subprocess_exec(
             node,
             str(server),

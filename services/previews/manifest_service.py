@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 
 class ManifestService:
+    """Errors: 401 AUTH_ERROR for a bad, expired or missing token; 404 NOT_FOUND for a build
+    that no longer exists (its project deleted, or expired), one that is not ready (details:
+    `status`) and one whose files are gone; 503 STORAGE_ERROR when storage cannot be read."""
+
     def __init__(self, session: AsyncSession, settings: Settings, storage: Storage) -> None:
         self.settings = settings
         self.storage = storage
@@ -38,14 +42,20 @@ class ManifestService:
         build = await self.builds.get(claims.build_id)
         if build is None or build.project_id != claims.project_id:
             raise NotFound("Build not found")
-        if build.status != BuildPhase.READY:
-            raise NotFound("The build is not ready")
+        if build.status != BuildPhase.READY:  # running (again), failed or cancelled
+            raise NotFound(
+                "The build is not ready",
+                details={"build_id": build.build_id, "status": build.status},
+            )
         try:
             raw = await asyncio.to_thread(
                 self.storage.get_bytes, layout.build_key(build.build_id, layout.METADATA)
             )
-        except ObjectNotFound:
-            raise NotFound("The build's files are no longer stored") from None
+        except ObjectNotFound:  # expired, or removed: requesting the build again rebuilds it
+            raise NotFound(
+                "The build's files are no longer stored; request the build again",
+                details={"build_id": build.build_id},
+            ) from None
         metadata: dict[str, Any] = json.loads(raw)
         ttl = self.settings.signed_url_ttl_s
 

@@ -64,14 +64,17 @@ class SourceService:
         them again to the same project answers the same source id."""
         source_hash = sources.source_hash
         existing = await self.previews.find_source(project_id, source_hash)
-        if existing is not None:
-            return existing
         key = layout.source_key(source_hash)
-        if not await asyncio.to_thread(self.storage.exists, key):
+        # The object may be gone while the row stays (removed by the cleanup of another project
+        # that shared it, in the instant this project's row was written): store it again.
+        stored = await asyncio.to_thread(self.storage.exists, key)
+        if not stored:
             archive = await asyncio.to_thread(sources.to_archive)
             await asyncio.to_thread(
                 self.storage.upload_bytes, key, archive, content_type="application/gzip"
             )
+        if existing is not None:
+            return existing
         return await insert_or_existing(
             self.session,
             PreviewSource(

@@ -57,11 +57,6 @@ class ProjectService:
         await self._commit(project.name)
         return project
 
-    async def delete(self, owner: User, project_id: uuid.UUID) -> None:
-        project = await self.get(owner, project_id)
-        await self.projects.delete(project)
-        await self.session.commit()
-
     async def _commit(self, name: str) -> None:
         try:
             await self.session.commit()

@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -22,6 +23,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from api.app import create_app
+from cli.processes import free_port
 from core.config import Settings
 from core.security import create_access_token, create_preview_token
 from core.storage import Storage
@@ -32,10 +35,11 @@ from tests.fixtures.previews import (
     EXAMPLE_APP,
     PreviewApi,
     app_files,
+    slow_app,
     unique_app,
 )
 from tests.fixtures.workers import ThreadWorker
-from tests.helpers import libpq_url
+from tests.helpers import assert_error, libpq_url
 
 pytestmark = pytest.mark.usefixtures("preview_worker")
 
@@ -545,3 +549,77 @@ def test_expired_signed_url_is_refused_by_storage(
     assert httpx.get(short).status_code == 200
     time.sleep(2.1)
     assert httpx.get(short).status_code == 403
+
+
+# --- the manifest of builds that are not (or no longer) there, storage unreachable -----------
+
+
+def manifest_for(api: PreviewApi, token: str) -> httpx2.Response:
+    return api.client.get("/api/v1/preview/manifest", headers={"Authorization": f"Preview {token}"})
+
+
+def test_manifest_of_an_unfinished_build_is_not_found_with_its_status(
+    preview_api: PreviewApi, preview_settings: Settings
+) -> None:
+    project_id = preview_api.create_project()
+    accepted = preview_api.build(project_id, slow_app(3000), environment="development", wait=0)
+    build_id = accepted.json()["build_id"]
+    # A token for the build (as a client keeps one from an earlier run of it).
+    token = create_preview_token(
+        preview_settings, uuid.UUID(project_id), build_id, ttl=timedelta(minutes=5)
+    ).token
+
+    running = manifest_for(preview_api, token)
+
+    error = assert_error(running, 404, "NOT_FOUND")
+    assert error["message"] == "The build is not ready"
+    assert error["details"]["build_id"] == build_id
+    assert error["details"]["status"] in ("queued", "bundling")
+    preview_api.client.delete(f"/api/v1/preview/builds/{build_id}", headers=preview_api.headers)
+    assert preview_api.wait_for(build_id)["status"] == "cancelled"
+    cancelled = assert_error(manifest_for(preview_api, token), 404, "NOT_FOUND")
+    assert cancelled["details"]["status"] == "cancelled"
+
+
+def test_manifest_of_a_vanished_build_says_so_and_the_build_is_made_again(
+    preview_api: PreviewApi, storage: Storage
+) -> None:
+    project_id = preview_api.create_project()
+    files = unique_app()
+    first = preview_api.build(project_id, files)
+    assert first.status_code == 200, first.text
+    ready = first.json()
+    assert storage.delete_prefix(layout.build_prefix(ready["build_id"])) > 0
+
+    vanished = manifest_for(preview_api, ready["token"])
+
+    error = assert_error(vanished, 404, "NOT_FOUND")
+    assert "no longer stored" in error["message"]
+    assert error["details"] == {"build_id": ready["build_id"]}
+    again = preview_api.build(project_id, files)
+    assert again.status_code == 200, again.text
+    assert again.json()["build_id"] == ready["build_id"]
+    assert manifest_for(preview_api, again.json()["token"]).status_code == 200
+
+
+def test_storage_unreachable_answers_storage_error_on_upload_and_manifest(
+    preview_api: PreviewApi,
+    make_preview_settings: Callable[..., Settings],
+    database_url: str,
+) -> None:
+    ready = ready_build(preview_api)
+    closed = make_preview_settings(r2_endpoint=f"http://127.0.0.1:{free_port()}")
+    with TestClient(create_app(closed)) as client:
+        api = PreviewApi(client, register_on(client))
+        project_id = api.create_project()
+
+        upload = api.upload_sources(project_id, zip_of(unique_app()))
+        manifest = manifest_for(api, ready["token"])
+
+    assert_error(upload, 503, "STORAGE_ERROR")
+    assert_error(manifest, 503, "STORAGE_ERROR")
+    with psycopg.connect(libpq_url(database_url)) as connection:
+        rows = connection.execute(
+            "SELECT count(*) FROM preview_sources WHERE project_id = %s", (project_id,)
+        ).fetchone()
+    assert rows == (0,)  # nothing half-stored

@@ -7,6 +7,7 @@ from api.deps import (
     CurrentUser,
     Limit,
     Offset,
+    ProjectDeletionDep,
     ProjectServiceDep,
     SettingsDep,
     SourceServiceDep,
@@ -76,7 +77,10 @@ async def update_project(
 
 @router.delete("/{project_id}", status_code=204)
 async def delete_project(
-    project_id: uuid.UUID, user: CurrentUser, projects: ProjectServiceDep
+    project_id: uuid.UUID, user: CurrentUser, deletion: ProjectDeletionDep
 ) -> Response:
-    await projects.delete(user, project_id)
+    """Deletes the project with its builds, sources, shares and documentation jobs. Its running
+    builds and jobs are cancelled and its stored objects removed in the background (sources
+    that another project uses stay); 503 with nothing deleted when the job queue is down."""
+    await deletion.delete(user, project_id)
     return Response(status_code=204)
