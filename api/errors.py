@@ -72,9 +72,9 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
         # boundary, JSON that is not UTF-8, ...): the documented 422, as for malformed JSON.
         return _unparsable_body(str(exc.detail))
     headers = dict(exc.headers or {})
-    if exc.status_code == 405:
+    if exc.status_code == 405 and (allowed := allowed_methods(request)):
         # Starlette names only the first route that matched the path; RFC 9110 wants them all.
-        headers["Allow"] = ", ".join(allowed_methods(request))
+        headers["Allow"] = ", ".join(allowed)
     code = _HTTP_STATUS_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR)
     message = _HTTP_MESSAGES.get(exc.status_code) or str(exc.detail)
     return error_response(exc.status_code, code, message, headers=headers)

@@ -17,13 +17,13 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+from fastapi import params
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.requests import HTTPConnection, Request
 
 # Enough for a client to fix its input; a body full of NULs does not deserve a list of them all.
 MAX_REPORTED = 20
-_JSON_TYPES = ("application/json",)
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -90,14 +90,14 @@ def _media_type(request: Request) -> str:
 
 async def _body_problems(request: Request) -> list[tuple[tuple[str | int, ...], str]]:
     route = request.scope.get("route")
-    if getattr(route, "body_field", None) is None:
+    body_field = getattr(route, "body_field", None)
+    if body_field is None:
         return []  # the route reads no body: nothing of it reaches the database
     media_type = _media_type(request)
-    if media_type in _JSON_TYPES or media_type.endswith("+json"):
-        # Parsed already (and cached by the request) before dependencies run.
-        return list(json_problems(await request.json(), ("body",)))
-    if media_type in _FORM_TYPES:
-        form = await request.form()  # parsed already, with the route's limits
+    if isinstance(body_field.field_info, params.Form):
+        if media_type not in _FORM_TYPES:
+            return []  # FastAPI read no form: the route's validation refuses the body
+        form = await request.form()  # parsed already, with the route's limits (cached)
         problems: list[tuple[tuple[str | int, ...], str]] = []
         for name, field in form.multi_items():
             problem = text_problem(name)
@@ -106,6 +106,10 @@ async def _body_problems(request: Request) -> list[tuple[tuple[str | int, ...], 
             if problem:
                 problems.append((("body", name), problem))
         return problems
+    maintype, _, subtype = media_type.partition("/")
+    if maintype == "application" and (subtype == "json" or subtype.endswith("+json")):
+        # FastAPI's own condition for parsing JSON: parsed already, and cached by the request.
+        return list(json_problems(await request.json(), ("body",)))
     return []
 
 
