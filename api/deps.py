@@ -163,5 +163,11 @@ UserServiceDep = Annotated[UserService, Depends(get_user_service)]
 ProjectServiceDep = Annotated[ProjectService, Depends(get_project_service)]
 ProjectDeletionDep = Annotated[ProjectDeletion, Depends(get_project_deletion)]
 
+# Beyond PostgreSQL's bigint an OFFSET is an error, and far below it a scan of that many rows:
+# a bound that no real listing reaches (10,000 pages of the largest size).
+MAX_OFFSET = 1_000_000
+# Ids compared with a bigint column (notification ids) must fit one.
+MAX_BIGINT = 2**63 - 1
+
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")]
-Offset = Annotated[int, Query(ge=0, description="Items to skip")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip")]

@@ -9,9 +9,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
+from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from contracts.errors import ErrorCode
 from core.errors import AppError, error_body
@@ -31,6 +34,20 @@ _HTTP_STATUS_CODES = {
 _HTTP_MESSAGES = {404: "Not found", 405: "Method not allowed"}
 
 
+class ErrorDetail(BaseModel):
+    code: ErrorCode = Field(description="Stable, machine-readable: what went wrong")
+    message: str = Field(description="For people; safe to show")
+    details: dict[str, Any] = Field(
+        description="Per code: `fields` (validation), `retry_after` (rate limits), ..."
+    )
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorDetail
+
+
 def error_response(
     status_code: int,
     code: str,
@@ -48,11 +65,40 @@ async def app_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
-async def http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # The framework's own answer to a body it could not parse (multipart without a
+        # boundary, JSON that is not UTF-8, ...): the documented 422, as for malformed JSON.
+        return _unparsable_body(str(exc.detail))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405 and (allowed := allowed_methods(request)):
+        # Starlette names only the first route that matched the path; RFC 9110 wants them all.
+        headers["Allow"] = ", ".join(allowed)
     code = _HTTP_STATUS_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR)
     message = _HTTP_MESSAGES.get(exc.status_code) or str(exc.detail)
-    return error_response(exc.status_code, code, message, headers=exc.headers)
+    return error_response(exc.status_code, code, message, headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method that some route of the app answers at this request's path."""
+    methods: set[str] = set()
+    # Included routers stay nested in FastAPI's route table: walk their effective routes.
+    for route in iter_route_contexts(request.app.routes):
+        if route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods.update(route.methods)
+    return sorted(methods)
+
+
+def _unparsable_body(reason: str) -> JSONResponse:
+    # `reason` is the framework's fixed text ("Missing boundary in multipart."): no input echoed.
+    field = {"field": "body", "location": "body", "message": reason, "type": "body_invalid"}
+    return error_response(
+        422,
+        ErrorCode.VALIDATION_ERROR,
+        "The request body could not be parsed",
+        {"fields": [field]},
+    )
 
 
 async def validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:

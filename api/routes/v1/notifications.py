@@ -5,7 +5,7 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect, status
 
-from api.deps import CurrentUser, Limit, NotificationServiceDep, ResourcesDep
+from api.deps import MAX_BIGINT, CurrentUser, Limit, NotificationServiceDep, ResourcesDep
 from core.errors import AuthError
 from services.auth.service import access_ends, authenticate_access
 from services.notifications.schemas import NotificationPage
@@ -18,7 +18,9 @@ router = APIRouter(prefix="/notifications", tags=["notifications"])
 async def list_notifications(
     user: CurrentUser,
     notifications: NotificationServiceDep,
-    after: Annotated[int, Query(ge=0, description="Only notifications with a larger id")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_BIGINT, description="Only notifications with a larger id")
+    ] = 0,
     limit: Limit = 50,
 ) -> NotificationPage:
     """Poll: the notifications after `after`, oldest first. Pass `next_after` next time."""
@@ -37,7 +39,9 @@ async def notifications_socket(
     token: Annotated[
         str | None, Query(description="Access token (or an Authorization header)")
     ] = None,
-    after: Annotated[int | None, Query(ge=0, description="Replay from this id first")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_BIGINT, description="Replay from this id first")
+    ] = None,
 ) -> None:
     """Push: each notification as a JSON text message, the same objects the poll returns.
 
