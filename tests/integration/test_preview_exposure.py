@@ -15,11 +15,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
+from activities.preview import PreviewActivities
 from contracts.errors import ErrorCode
+from contracts.failures import job_error
 from contracts.previews import BuildPhase, PreviewArtifacts, PreviewBuildInput
 from core.errors import PreviewError
 from core.storage import Storage
@@ -249,3 +254,43 @@ def test_sources_that_cannot_be_written_name_only_source_paths(rig: Rig) -> None
     shown = f"{error.message} {error.details}"
     assert absolute_paths(shown) == [], shown
     assert str(rig.work_dir) not in shown
+
+
+def test_a_worker_fault_is_retried_and_names_no_worker_path(
+    seaweedfs: SeaweedFS, tmp_path: Path
+) -> None:
+    """The worker's own disk fails (here: its work directory lies under a file). The activity
+    reports a retryable PREVIEW_ERROR whose message names no path of the worker."""
+    blocker = tmp_path / "hivesync-build-blocked"
+    blocker.write_text("a file where a directory should be")
+    settings = storage_settings_for(
+        seaweedfs, bundler_work_dir=blocker / "bundler", bundler_cache_dir=tmp_path / "cache"
+    )
+    pool = BundlerPool(settings)
+    activities = PreviewActivities(
+        Builder(Storage(settings), pool, {}), cast(Any, None), cast(Any, None)
+    )
+    request = PreviewBuildInput(
+        build_id=uuid.uuid4().hex,
+        project_id=uuid.uuid4(),
+        user_id=uuid.uuid4(),
+        source_hash="0" * 64,
+        entry_file="index.js",
+        platform="ios",
+        environment="production",
+        toolchain="test",
+        timeout_ms=10_000,
+        requested_at=datetime.now(UTC),
+    )
+
+    with pytest.raises(ApplicationError) as caught:
+        asyncio.run(ActivityEnvironment().run(activities.build_preview, request))
+
+    failure = caught.value
+    assert not failure.non_retryable
+    error = job_error(failure, ErrorCode.PREVIEW_ERROR)
+    assert error.code == ErrorCode.PREVIEW_ERROR
+    assert error.message.startswith("The preview build failed on the worker: ")
+    assert "Not a directory" in error.message
+    assert str(tmp_path) not in error.message
+    assert absolute_paths(f"{error.message} {error.details}") == [], error.message
