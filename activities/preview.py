@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.outcomes import outcome_dedupe_key
+from contracts.errors import ErrorCode
 from contracts.failures import job_failure
 from contracts.jobs import JobError
 from contracts.previews import (
@@ -27,7 +28,7 @@ from services.jobs.lifecycle import record_outcome
 from services.notifications.hub import NotificationHub
 from services.notifications.schemas import NotificationType
 from services.notifications.service import NotificationService
-from services.previews.builder import Builder
+from services.previews.builder import Builder, WorkspaceError
 from services.previews.repository import PreviewRepository
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class PreviewActivities:
                 await asyncio.sleep(HEARTBEAT_INTERVAL_S)
 
         beating = asyncio.create_task(heartbeat())
+        # What fails here reaches the client (the build's error): never a path of this worker
+        # or a stack. The log keeps the whole exception.
         try:
             return await self.builder.build(request, on_phase)
         except PreviewError as exc:  # the sources' fault: retrying cannot help
@@ -70,6 +73,14 @@ class PreviewActivities:
         except StorageError as exc:  # storage down or refusing: retried with backoff
             log.warning("preview %s: storage error: %s", request.build_id, exc.message)
             raise _application_error(exc, non_retryable=False) from exc
+        except WorkspaceError as exc:  # the worker's disk: another attempt may pass
+            log.warning("preview %s: workspace error", request.build_id, exc_info=exc.cause)
+            message = f"The worker could not write the build's files: {exc.client_message}"
+            raise _worker_failure(message) from exc
+        except Exception as exc:  # the bundler died, a bug, ...: retried, then reported
+            log.exception("preview %s failed on the worker", request.build_id)
+            text = self.builder.client_text(str(exc)) or type(exc).__name__
+            raise _worker_failure(f"The preview build failed on the worker: {text}") from exc
         finally:
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -107,6 +118,12 @@ class PreviewActivities:
             await NotificationService(session, self.hub).notify_if_present(
                 outcome.user_id, kind, payload, dedupe_key=outcome_dedupe_key(kind)
             )
+
+
+def _worker_failure(message: str) -> ApplicationError:
+    """A retryable failure of the worker itself (not the sources' fault)."""
+    error = JobError(code=ErrorCode.PREVIEW_ERROR, message=message)
+    return job_failure(error, non_retryable=False)
 
 
 def _application_error(

@@ -4,20 +4,43 @@ Callers run these methods in threads (`asyncio.to_thread`). Every failure of the
 connection, timeout, 5xx, access denied, bad signature) raises `StorageError`, with the botocore
 exception as `__cause__`; a missing object raises its subclass `ObjectNotFound`. botocore does
 not retry: retries belong to Temporal's activity retry policy.
+
+Objects are private: clients reach them only through signed URLs. Each object and each signed
+URL says `Cache-Control: private, max-age=<the URL's lifetime>`, so that no shared cache keeps
+an answer and serves it after the signature expired; the client's own cache may keep it as long
+as the URL was valid. Content that a browser could run script from (SVG, HTML, XML, anything not
+on a short list of inert types) is stored and signed as a download: `application/octet-stream`
+with `Content-Disposition: attachment`, so that the storage origin never renders it. S3's API
+cannot store other response headers (`X-Content-Type-Options: nosniff`): add that at the CDN.
+
+A `StorageError`'s message and details reach clients: they say what failed (the operation, the
+store's error code and HTTP status, or the kind of network failure) but never the endpoint, the
+bucket, the key or the store's own message; the log line written here keeps those.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, cast
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 from pydantic import SecretStr
 
 from contracts.errors import ErrorCode
@@ -28,6 +51,8 @@ if TYPE_CHECKING:
     from types_boto3_s3.client import S3Client
     from types_boto3_s3.literals import BucketLocationConstraintType
 
+log = logging.getLogger(__name__)
+
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 20.0
 # DeleteObjects takes at most this many keys per request.
@@ -35,6 +60,65 @@ DELETE_BATCH = 1000
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 # Regions in which CreateBucket must not name a location constraint.
 _NO_LOCATION_CONSTRAINT = frozenset({"", "auto", "us-east-1"})
+# botocore's network failures as clients may read them (their own text names the endpoint URL).
+# Most specific first: ConnectTimeoutError is also an EndpointConnectionError.
+_NETWORK_FAILURES: tuple[tuple[type[BotoCoreError], str], ...] = (
+    (ConnectTimeoutError, "Connect timeout"),
+    (ReadTimeoutError, "Read timeout"),
+    (ConnectionClosedError, "Connection was closed"),
+    (EndpointConnectionError, "Could not connect"),
+    (NoCredentialsError, "No credentials"),
+)
+
+
+# What browsers may render inline: types they run no script from (by name, a compression suffix
+# looked through). Everything else is a download.
+INLINE_CONTENT_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+    ".ttf": "font/ttf",
+    ".otf": "font/otf",
+    ".woff": "font/woff",
+    ".woff2": "font/woff2",
+    ".mp3": "audio/mpeg",
+    ".m4a": "audio/mp4",
+    ".aac": "audio/aac",
+    ".wav": "audio/wav",
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".json": "application/json",
+    # Script is run only where a page includes it (then in that page's origin), never when
+    # opened: the preview app's bundle keeps its type.
+    ".js": "application/javascript; charset=utf-8",
+}
+DOWNLOAD_CONTENT_TYPE = "application/octet-stream"
+_ENCODING_SUFFIXES = frozenset({".br", ".gz"})
+_UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass(frozen=True)
+class ContentHeaders:
+    """How an object is served: its type, and `attachment` when browsers must not render it."""
+
+    content_type: str
+    disposition: str | None = None
+
+
+def content_headers(name: str) -> ContentHeaders:
+    """The headers for an object named `name` (a key or a path: only its last part counts)."""
+    path = PurePosixPath(name)
+    suffix = path.suffix.lower()
+    if suffix in _ENCODING_SUFFIXES:
+        suffix = PurePosixPath(path.stem).suffix.lower()
+    inline = INLINE_CONTENT_TYPES.get(suffix)
+    if inline is not None:
+        return ContentHeaders(inline)
+    filename = _UNSAFE_FILENAME_CHARS.sub("_", path.name) or "download"
+    return ContentHeaders(DOWNLOAD_CONTENT_TYPE, f'attachment; filename="{filename}"')
 
 
 class StoredObject(NamedTuple):
@@ -98,6 +182,7 @@ class Storage:
     ) -> None:
         self.bucket = settings.r2_bucket
         self.region = settings.r2_region
+        self.endpoint = settings.r2_endpoint  # for log lines only
 
         def client(endpoint_url: str | None) -> S3Client:
             return make_s3_client(
@@ -115,6 +200,13 @@ class Storage:
         self._signer = client(public) if public and public != settings.r2_endpoint else self.client
         self.signed_url_ttl_s = settings.signed_url_ttl_s
 
+    @property
+    def private_cache_control(self) -> str:
+        """Objects' Cache-Control unless the caller gives one: no shared cache may keep them,
+        the client's own no longer than a signed URL lives (S3 cannot say "until the URL
+        expires"; each signed URL says that itself, see `get_signed_url`)."""
+        return f"private, max-age={self.signed_url_ttl_s}"
+
     def upload_file(
         self,
         key: str,
@@ -122,10 +214,11 @@ class Storage:
         content_type: str | None = None,
         content_encoding: str | None = None,
         cache_control: str | None = None,
+        content_disposition: str | None = None,
     ) -> None:
         """One PUT, streamed from the file (up to 5 GB)."""
         with Path(path).open("rb") as body:
-            self._put(key, body, content_type, content_encoding, cache_control)
+            self._put(key, body, content_type, content_encoding, cache_control, content_disposition)
 
     def upload_bytes(
         self,
@@ -134,8 +227,9 @@ class Storage:
         content_type: str | None = None,
         content_encoding: str | None = None,
         cache_control: str | None = None,
+        content_disposition: str | None = None,
     ) -> None:
-        self._put(key, data, content_type, content_encoding, cache_control)
+        self._put(key, data, content_type, content_encoding, cache_control, content_disposition)
 
     def download_file(self, key: str, path: Path | str) -> None:
         """Writes the object to `path`; nothing is left there when the download fails."""
@@ -190,10 +284,19 @@ class Storage:
                 errors = response.get("Errors", [])
                 if errors:
                     first = errors[0]
+                    log.warning(
+                        "storage %s: could not delete %d object(s) under %s/%s, e.g. %r: %s %s",
+                        self.endpoint,
+                        len(errors),
+                        self.bucket,
+                        prefix,
+                        first.get("Key"),
+                        first.get("Code"),
+                        first.get("Message"),
+                    )
                     raise StorageError(
-                        f"Storage could not delete {len(errors)} object(s) under {prefix!r}, "
-                        f"e.g. {first.get('Key')!r}: {first.get('Code')} {first.get('Message')}",
-                        details={"bucket": self.bucket, "prefix": prefix},
+                        f"Storage could not delete {len(errors)} object(s): {first.get('Code')}",
+                        details={"operation": "delete", "reason": first.get("Code")},
                     )
                 deleted += len(keys)
         return deleted
@@ -223,13 +326,24 @@ class Storage:
 
     def get_signed_url(self, key: str, expires_in: int | None = None) -> str:
         """A presigned GET URL, valid `expires_in` seconds (SIGNED_URL_TTL_S by default), for
-        R2_PUBLIC_ENDPOINT when set. Computed locally: no network call."""
+        R2_PUBLIC_ENDPOINT when set. Computed locally: no network call.
+
+        The URL makes the store answer `Cache-Control: private, max-age=<expires_in>`, and for
+        a name that browsers could run script from, `application/octet-stream` as an
+        attachment (response-* parameters, covered by the signature): whatever an object was
+        stored with, even before these rules, and on stores that guess types from names."""
+        ttl = self.signed_url_ttl_s if expires_in is None else expires_in
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "ResponseCacheControl": f"private, max-age={ttl}",
+        }
+        headers = content_headers(key)
+        if headers.disposition is not None:
+            params["ResponseContentType"] = headers.content_type
+            params["ResponseContentDisposition"] = headers.disposition
         with self._errors("sign", key):
-            return self._signer.generate_presigned_url(
-                "get_object",
-                Params={"Bucket": self.bucket, "Key": key},
-                ExpiresIn=self.signed_url_ttl_s if expires_in is None else expires_in,
-            )
+            return self._signer.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl)
 
     def ensure_bucket(self) -> None:
         """Creates the bucket unless it exists (and is ours)."""
@@ -261,37 +375,54 @@ class Storage:
         content_type: str | None,
         content_encoding: str | None,
         cache_control: str | None,
+        content_disposition: str | None,
     ) -> None:
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"CacheControl": cache_control or self.private_cache_control}
         if content_type is not None:
             extra["ContentType"] = content_type
         if content_encoding is not None:
             extra["ContentEncoding"] = content_encoding
-        if cache_control is not None:
-            extra["CacheControl"] = cache_control
+        if content_disposition is not None:
+            extra["ContentDisposition"] = content_disposition
         with self._errors("upload", key):
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
 
     @contextlib.contextmanager
     def _errors(self, action: str, key: str) -> Iterator[None]:
-        """botocore exceptions -> StorageError (ObjectNotFound for a missing key or bucket)."""
+        """botocore exceptions -> StorageError (ObjectNotFound for a missing key or bucket), with
+        a message for clients; the log keeps where it happened and the store's own words."""
         where = f"{self.bucket}/{key}" if key else self.bucket
-        details = {"bucket": self.bucket, "key": key} if key else {"bucket": self.bucket}
         try:
             yield
         except ClientError as exc:
             code = _code(exc)
             if code in _NOT_FOUND_CODES:
-                raise ObjectNotFound(f"Not in storage: {where}", details=details) from exc
+                log.debug("storage %s: not found: %s", self.endpoint, where)
+                raise ObjectNotFound("Not in storage", details={"operation": action}) from exc
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             message = exc.response.get("Error", {}).get("Message") or "no message"
+            log.warning(
+                "storage %s refused to %s %s: %s (HTTP %s): %s",
+                self.endpoint,
+                action,
+                where,
+                code,
+                status,
+                message,
+            )
             raise StorageError(
-                f"Storage refused to {action} {where}: {code} (HTTP {status}): {message}",
-                details=details,
+                f"Storage refused to {action}: {code} (HTTP {status})",
+                details={"operation": action, "reason": code, "status": status},
             ) from exc
         except BotoCoreError as exc:  # connection refused, timeouts, no credentials, ...
+            reason = next(
+                (text for kind, text in _NETWORK_FAILURES if isinstance(exc, kind)),
+                type(exc).__name__,
+            )
+            log.warning("storage %s could not %s %s: %s", self.endpoint, action, where, exc)
             raise StorageError(
-                f"Storage could not {action} {where}: {exc}", details=details
+                f"Storage could not {action}: {reason}",
+                details={"operation": action, "reason": reason},
             ) from exc
 
 

@@ -3,26 +3,51 @@
  * How a failed request is described in its answer's `error` (README.md,
  * "Protocol"): its type (syntax, resolution, transform, internal), the message
  * without ANSI colours and with server paths made relative to the app, and the
- * file, line and column (1-based) when known.
+ * file, line and column (1-based) when known. Answers reach the app's author:
+ * they never carry a stack trace or a server path (paths outside the app are
+ * cut to their last part); the full error of an internal failure goes to
+ * stderr (requestLoop.js), which the worker logs.
  *
  * Errors may carry hivesyncType/File/Line/Column (set where this process
  * raises them: the JSON check in metroPatches.js, a missing entry file in
  * build.js) and hivesyncSyntax (patch 4 of metroPatches.js, on Metro's
  * TransformError); RequestError is a request this process refuses.
  */
+const fs = require('fs');
 const path = require('path');
 
 class RequestError extends Error {}
 
 const ANSI = /\u001b\[[0-9;]*[A-Za-z]/g;
-const NODE_MODULES_DIR = path.join(__dirname, '..', 'node_modules');
+const BUNDLER_DIR = path.join(__dirname, '..');
+const NODE_MODULES_DIR = path.join(BUNDLER_DIR, 'node_modules');
+// A stack frame line ("    at fn (/path/file.js:1:2)"); code frames start with a gutter instead.
+const STACK_LINE = /^\s*at\s.*$/;
+// The first parts of absolute paths on this machine: an absolute path left after the known
+// directories are replaced is cut to its last part (a regex literal in user code is left alone).
+let rootEntries = null;
+function absolutePathPattern() {
+  if (rootEntries === null) {
+    try {
+      rootEntries = fs.readdirSync('/').filter((name) => /^[A-Za-z0-9._-]+$/.test(name));
+    } catch {
+      rootEntries = [];
+    }
+  }
+  if (rootEntries.length === 0) {
+    return null;
+  }
+  const names = rootEntries.map((name) => name.replace(/\./g, '\\.')).join('|');
+  const part = `[^\\s'"()\\[\\]{}<>,;:|/]`;
+  return new RegExp(`(?<![\\w.:/-])/(?:${names})(?!${part})(?:/${part}*)*`, 'g');
+}
 
 /**
  * Metro's message with ANSI colours removed and server paths made relative to the app.
  * layout: {workspace, virtualDir} from prepareLayout().
  */
 function cleanMessage(message, appDir, layout) {
-  const {workspace, virtualDir} = layout;
+  const {workspace, virtualDir, cacheDir} = layout;
   let text = String(message ?? '').replace(ANSI, '');
   const replacements = [];
   for (const dir of [appDir, virtualDir]) {
@@ -35,8 +60,22 @@ function cleanMessage(message, appDir, layout) {
     [NODE_MODULES_DIR + path.sep, 'node_modules/'],
     [NODE_MODULES_DIR, 'node_modules'],
   );
+  // Whatever else lies in the server's own directories (the workspace's out/, the cache).
+  for (const dir of [workspace, cacheDir, BUNDLER_DIR]) {
+    if (dir) {
+      replacements.push([dir + path.sep, ''], [dir, '.']);
+    }
+  }
   for (const [from, to] of replacements) {
     text = text.split(from).join(to);
+  }
+  text = text
+    .split('\n')
+    .filter((line) => !STACK_LINE.test(line))
+    .join('\n');
+  const absolute = absolutePathPattern();
+  if (absolute) {
+    text = text.replace(absolute, (match) => path.basename(match) || '/');
   }
   return text.trimEnd();
 }
@@ -116,9 +155,10 @@ function describeError(error, appDir, layout) {
       column,
     };
   }
+  // Metro's own failure: its message only (the stack, logged by requestLoop.js, stays here).
   return {
     type: 'internal',
-    message: cleanMessage(error?.stack ?? message, appDir, layout),
+    message: message.split('\n')[0] || 'Metro failed without a message',
     file: null,
     line: null,
     column: null,

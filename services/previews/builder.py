@@ -5,13 +5,13 @@ workspace that is removed whatever happens."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import gzip
 import hashlib
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import brotli
 
@@ -19,16 +19,30 @@ from contracts.errors import ErrorCode
 from contracts.previews import AssetInfo, BuildPhase, PreviewArtifacts, PreviewBuildInput
 from core.clock import utc_now
 from core.errors import PreviewError
-from core.storage import ObjectNotFound, Storage
+from core.storage import ObjectNotFound, Storage, content_headers
 from services.previews import layout
-from services.previews.bundler import BundleResult, BundlerPool, Workspace
+from services.previews.bundler import BundleResult, BundlerPool, Workspace, scrub_paths
 from services.previews.sources import extract_archive
 
 # Brotli 5 compresses a Metro bundle within a few % of level 11, in a fraction of the time.
+# Writing the sources failed because of what they hold (a file where a directory must be, a name
+# too long, ...): the sources' fault, final. Other OS errors (disk full, I/O) may pass.
+_SOURCE_ERRNOS = frozenset(
+    {errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL}
+)
 BROTLI_QUALITY = 5
 GZIP_LEVEL = 9
 UPLOAD_THREADS = 8
-CACHE_FOREVER = "public, max-age=31536000, immutable"  # build ids name their contents
+
+
+class WorkspaceError(Exception):
+    """The worker's disk failed a build (disk full, I/O error, ...): maybe not the sources'
+    fault, so retried. `client_message` names no path of the worker."""
+
+    def __init__(self, cause: OSError, client_message: str) -> None:
+        super().__init__(client_message)
+        self.client_message = client_message
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -41,17 +55,24 @@ class Builder:
         self, request: PreviewBuildInput, on_phase: Callable[[BuildPhase], None]
     ) -> PreviewArtifacts:
         async with self.bundler.workspace() as workspace:
-            await self._fetch_sources(request, workspace)
-            on_phase(BuildPhase.BUNDLING)
-            result = await self.bundler.bundle(
-                workspace,
-                entry_file=request.entry_file,
-                platform=request.platform,
-                production=request.environment == "production",
-                timeout_s=request.timeout_ms / 1000,
-            )
-            on_phase(BuildPhase.UPLOADING)
-            return await asyncio.to_thread(self._store, request, workspace, result)
+            try:
+                await self._fetch_sources(request, workspace)
+                on_phase(BuildPhase.BUNDLING)
+                result = await self.bundler.bundle(
+                    workspace,
+                    entry_file=request.entry_file,
+                    platform=request.platform,
+                    production=request.environment == "production",
+                    timeout_s=request.timeout_ms / 1000,
+                )
+                on_phase(BuildPhase.UPLOADING)
+                return await asyncio.to_thread(self._store, request, workspace, result)
+            except OSError as exc:
+                raise WorkspaceError(exc, self.client_text(str(exc), workspace)) from exc
+
+    def client_text(self, text: str, workspace: Workspace | None = None) -> str:
+        """`text` without this worker's paths (source paths made relative to the sources)."""
+        return scrub_paths(text, self.bundler.server_paths(workspace))
 
     async def _fetch_sources(self, request: PreviewBuildInput, workspace: Workspace) -> None:
         try:
@@ -63,7 +84,17 @@ class Builder:
                 "The build's sources are no longer stored; send them again",
                 code=ErrorCode.PREVIEW_INVALID_SOURCE,
             ) from None
-        await asyncio.to_thread(extract_archive, archive, workspace.app_dir)
+        try:
+            await asyncio.to_thread(extract_archive, archive, workspace.app_dir)
+        except OSError as exc:
+            if exc.errno not in _SOURCE_ERRNOS:
+                raise
+            where = self.client_text(str(exc.filename or ""), workspace)
+            raise PreviewError(
+                f"The sources cannot be unpacked: {where}: {exc.strerror}",
+                code=ErrorCode.PREVIEW_INVALID_SOURCE,
+                details={"path": where, "reason": exc.strerror},
+            ) from None
 
     def _store(
         self, request: PreviewBuildInput, workspace: Workspace, result: BundleResult
@@ -79,12 +110,15 @@ class Builder:
         ]
         build_id = request.build_id
 
+        # Objects are private (Cache-Control: the storage's default). Assets that browsers
+        # could run script from (SVG, HTML, ...) are stored as downloads.
         def put_asset(asset: AssetInfo) -> None:
+            headers = content_headers(asset.path)
             self.storage.upload_file(
                 layout.build_key(build_id, f"{layout.ASSETS}/{asset.path}"),
                 workspace.assets_dir / asset.path,
-                content_type=_content_type(asset.path),
-                cache_control=CACHE_FOREVER,
+                content_type=headers.content_type,
+                content_disposition=headers.disposition,
             )
 
         with ThreadPoolExecutor(UPLOAD_THREADS) as uploads:
@@ -95,14 +129,12 @@ class Builder:
             gzipped,
             content_type=javascript,
             content_encoding="gzip",
-            cache_control=CACHE_FOREVER,
         )
         self.storage.upload_bytes(
             layout.build_key(build_id, layout.BUNDLE_BROTLI),
             brotli_bytes,
             content_type=javascript,
             content_encoding="br",
-            cache_control=CACHE_FOREVER,
         )
         artifacts = PreviewArtifacts(
             build_id=build_id,
@@ -136,22 +168,3 @@ class Builder:
             content_type="application/json",
         )
         return artifacts
-
-
-_CONTENT_TYPES = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-    ".svg": "image/svg+xml",
-    ".ttf": "font/ttf",
-    ".otf": "font/otf",
-    ".json": "application/json",
-    ".mp3": "audio/mpeg",
-    ".mp4": "video/mp4",
-}
-
-
-def _content_type(path: str) -> str:
-    return _CONTENT_TYPES.get(Path(path).suffix.lower(), "application/octet-stream")

@@ -17,15 +17,17 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from functools import cache
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from contracts.errors import ErrorCode
@@ -40,6 +42,24 @@ CLOSE_TIMEOUT_S = 5.0
 # Answers are small, but a Metro error's code frame can be long.
 MAX_LINE_BYTES = 16 * 1024 * 1024
 STDERR_TAIL_LINES = 40
+# The only variables a bundler process (and Metro's workers) inherits from the worker, whose
+# environment holds the service's secrets (JWT_SECRET, R2_SECRET_KEY, database passwords, ...):
+# what Node needs to run (PATH, HOME, a temporary directory, the locale and time zone, the
+# operator's NODE_OPTIONS) and the bundler's debug switch. LC_* are kept too.
+BUNDLER_ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "TMP",
+        "TEMP",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "NODE_OPTIONS",
+        "HIVESYNC_BUNDLER_DEBUG",
+    }
+)
 
 
 class BundlerUnavailable(Exception):
@@ -108,6 +128,7 @@ class BundlerProcess:
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # its own process group: killed as one
             limit=MAX_LINE_BYTES,
+            env=bundler_env(os.environ),
         )
         assert self._process.stderr is not None
         self._stderr_task = asyncio.create_task(
@@ -326,7 +347,7 @@ class BundlerPool:
             await process.kill()
             raise
         if not answer.get("ok"):
-            raise _build_failed(answer.get("error") or {})
+            raise _build_failed(answer.get("error") or {}, self.server_paths(workspace))
         log.info(
             "bundled",
             extra={
@@ -344,6 +365,14 @@ class BundlerPool:
             rss_bytes=int(answer["rssBytes"]),
         )
 
+    def server_paths(self, workspace: Workspace | None = None) -> list[Path]:
+        """Directories of this worker that client-facing text must not name (see scrub_paths):
+        the build's sources first (paths inside it become source-relative)."""
+        paths = [self.root, self.cache_dir, self.settings.bundler_dir.resolve()]
+        if workspace is not None:
+            paths[:0] = [workspace.app_dir, workspace.process.workspace]
+        return paths
+
     def _remove_stale_workspaces(self) -> None:
         """Workspaces of processes on this host that no longer run (a killed worker's)."""
         parent = self.root / "workspaces"
@@ -357,6 +386,15 @@ class BundlerPool:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
+def bundler_env(parent: Mapping[str, str]) -> dict[str, str]:
+    """What a bundler process gets of `parent`'s environment: BUNDLER_ENV_NAMES and LC_*."""
+    return {
+        name: value
+        for name, value in parent.items()
+        if name in BUNDLER_ENV_NAMES or name.startswith("LC_")
+    }
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -367,17 +405,53 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _build_failed(error: dict[str, Any]) -> PreviewError:
-    """Metro's error as the client sees it: message, and file, line and column when known."""
+_STACK_LINE = re.compile(r"^\s*at\s.*(?:\n|$)", re.MULTILINE)
+_PATH_PART = r"[^\s'\"()\[\]{}<>,;:|/]"
+
+
+@cache
+def _absolute_path_pattern() -> re.Pattern[str] | None:
+    """Absolute paths that start with one of this machine's top-level directories (so that a
+    regex literal in user code such as /abc/g is left alone)."""
+    try:
+        names = sorted(entry.name for entry in Path("/").iterdir())
+    except OSError:
+        return None
+    names = [re.escape(name) for name in names if re.fullmatch(r"[\w.-]+", name)]
+    if not names:
+        return None
+    return re.compile(rf"(?<![\w.:/-])/(?:{'|'.join(names)})(?!{_PATH_PART})(?:/{_PATH_PART}*)*")
+
+
+def scrub_paths(text: str, roots: list[Path]) -> str:
+    """`text` fit for clients: paths inside `roots` (in order: the first that contains a path
+    wins) made relative to that root, any other absolute path cut to its last part, stack
+    frame lines removed. Logs keep the original."""
+    for root in roots:
+        text = text.replace(f"{root}{os.sep}", "").replace(str(root), ".")
+    text = _STACK_LINE.sub("", text)
+    pattern = _absolute_path_pattern()
+    if pattern is not None:
+        text = pattern.sub(lambda match: PurePosixPath(match[0]).name or "/", text)
+    return text.rstrip()
+
+
+def _build_failed(error: dict[str, Any], roots: list[Path]) -> PreviewError:
+    """Metro's error as the client sees it: message, and file, line and column when known.
+    bundler/server/errors.js already removes stacks and server paths; this makes sure."""
     kind = str(error.get("type") or "internal")
-    message = str(error.get("message") or "Metro failed without a message")
-    first_line = message.splitlines()[0] if message else message
+    message = scrub_paths(str(error.get("message") or ""), roots)
+    message = message or "Metro failed without a message"
+    first_line = message.splitlines()[0]
+    file = error.get("file")
+    if not isinstance(file, str) or file.startswith("/") or ".." in file.split("/"):
+        file = None
     return PreviewError(
         f"Preview build failed: {first_line}",
         code=ErrorCode.PREVIEW_BUILD_FAILED,
         details={
             "type": kind,
-            "file": error.get("file"),
+            "file": file,
             "line": error.get("line"),
             "column": error.get("column"),
             "message": message,

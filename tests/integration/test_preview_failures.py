@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import signal
 import sys
 import uuid
@@ -16,10 +17,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from temporalio.client import Client
 
 from api.app import create_app
-from cli.processes import ManagedProcess, processes_mentioning
+from cli.processes import ManagedProcess, free_port, processes_mentioning
 from contracts.previews import preview_workflow_id as workflow_id
 from core.config import Settings
 from core.temporal import connect_temporal
@@ -155,7 +157,62 @@ def test_storage_down_is_retried_then_reported(
     error = response.json()["error"]
     assert error["code"] == "STORAGE_ERROR"
     assert "Storage could not download" in error["message"]
+    assert_names_nothing_internal(response.text, seaweedfs)
     assert activity_attempts(preview_settings, error["details"]["build_id"]) == 5
+
+
+def assert_names_nothing_internal(body: str, seaweedfs: SeaweedFS, *more: str) -> None:
+    """No storage endpoint, bucket or secret, no path of this machine, no stack frame."""
+    host = seaweedfs.endpoint.removeprefix("http://")
+    for internal in (host, seaweedfs.bucket, seaweedfs.secret_key, *more):
+        assert internal not in body, (internal, body)
+    roots = "|".join(re.escape(entry.name) for entry in Path("/").iterdir())
+    assert re.findall(rf"(?<![\w.:/-])/(?:{roots})/[\w.@+-]+", body) == [], body
+    assert not re.search(r"(?:^|\\n)\s*at\s", body), body
+
+
+@pytest.mark.parametrize("failure", ["wrong-secret", "unreachable"])
+def test_storage_failure_on_source_upload_names_no_endpoint_or_bucket(
+    make_preview_settings: Callable[..., Settings], seaweedfs: SeaweedFS, failure: str
+) -> None:
+    closed = f"127.0.0.1:{free_port()}"
+    overrides: dict[str, Any] = (
+        {"r2_secret_key": SecretStr("wrong-secret-key-0123456789")}
+        if failure == "wrong-secret"
+        else {"r2_endpoint": f"http://{closed}"}
+    )
+    with TestClient(create_app(make_preview_settings(**overrides))) as client:
+        api = PreviewApi(client, register_on(client))
+
+        response = api.upload_sources(api.create_project(), zip_of(text_only_app()))
+
+    assert response.status_code == 503, response.text
+    error = response.json()["error"]
+    assert error["code"] == "STORAGE_ERROR"
+    assert error["details"]["operation"] in ("check", "upload")  # exists? then upload
+    assert_names_nothing_internal(response.text, seaweedfs, closed, "wrong-secret-key")
+
+
+@pytest.mark.usefixtures("preview_worker")
+@pytest.mark.parametrize(
+    "importer",
+    ["import x from 'no-such-package';", "import x from '../../../../../../etc/hostname';"],
+)
+def test_metro_resolution_error_names_no_server_path(
+    preview_api: PreviewApi, seaweedfs: SeaweedFS, importer: str
+) -> None:
+    files = {"index.js": f"{importer}\nconsole.log(x, '{uuid.uuid4().hex}');\n"}
+
+    response = preview_api.build(preview_api.create_project(), files)
+
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "PREVIEW_BUILD_FAILED"
+    assert error["details"]["type"] == "resolution"
+    assert error["details"]["file"] == "index.js"
+    assert error["details"]["line"] == 1
+    assert "Unable to resolve module" in error["details"]["message"]
+    assert_names_nothing_internal(response.text, seaweedfs)
 
 
 @pytest.mark.usefixtures("preview_worker")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import logging
 import os
 import socket
 import threading
@@ -21,7 +22,7 @@ from pydantic import SecretStr
 from contracts.errors import ErrorCode
 from core.config import Settings
 from core.errors import StorageError
-from core.storage import ObjectNotFound, Storage
+from core.storage import ObjectNotFound, Storage, content_headers
 from tests.fixtures.storage import SeaweedFS, storage_settings_for
 
 
@@ -257,9 +258,37 @@ def test_wrong_credentials_raise_storage_error(
         if name != "exists":  # HEAD answers carry no error code, only the status
             assert code in error.message, (name, error.message)
         assert "403" in error.message, (name, error.message)
-        assert seaweedfs.secret_key not in error.message
-        assert value not in error.message or field == "r2_access_key"
+        assert error.details["status"] == 403
+        _assert_says_nothing_internal(error, seaweedfs, key, value)
     assert storage.get_bytes(key) == b"exists"  # nothing was changed
+
+
+def _assert_says_nothing_internal(
+    error: StorageError, seaweedfs: SeaweedFS, key: str, *secrets: str
+) -> None:
+    """What a client may read of a storage error: no endpoint, bucket, key or credential."""
+    shown = f"{error.message} {error.details}"
+    host = seaweedfs.endpoint.removeprefix("http://")
+    for internal in (host, str(seaweedfs.ports.s3), seaweedfs.bucket, key, seaweedfs.secret_key):
+        assert internal not in shown, (internal, shown)
+    for secret in secrets:
+        assert secret not in shown, shown
+
+
+def test_storage_errors_are_logged_with_where_they_happened(
+    seaweedfs: SeaweedFS, storage_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Clients get the generic error; the operator's log names endpoint, bucket and key."""
+    wrong = Storage(storage_settings_for(seaweedfs, r2_secret_key=SecretStr("wrong-" + "x" * 30)))
+    key = storage_prefix + "logged.js"
+
+    with caplog.at_level(logging.WARNING, logger="core.storage"), pytest.raises(StorageError):
+        wrong.upload_bytes(key, b"x")
+
+    logged = caplog.text
+    assert seaweedfs.endpoint in logged
+    assert f"{seaweedfs.bucket}/{key}" in logged
+    assert "SignatureDoesNotMatch" in logged
 
 
 def test_missing_bucket(seaweedfs: SeaweedFS, storage_prefix: str) -> None:
@@ -271,6 +300,7 @@ def test_missing_bucket(seaweedfs: SeaweedFS, storage_prefix: str) -> None:
         storage.upload_bytes(key, b"x")  # no bucket is created behind our back
     assert not isinstance(caught.value, ObjectNotFound)
     assert "NoSuchBucket" in caught.value.message
+    assert bucket not in f"{caught.value.message} {caught.value.details}"
 
     storage.ensure_bucket()
     storage.ensure_bucket()  # idempotent
@@ -310,7 +340,8 @@ def test_server_stopped_then_restarted(
             assert not isinstance(error, ObjectNotFound), name
             assert isinstance(error.__cause__, BotoCoreError), name
             assert "Could not connect" in error.message, error.message
-            assert seaweedfs.secret_key not in error.message
+            key = kept if "download" in name or name in ("get_bytes", "exists") else ""
+            _assert_says_nothing_internal(error, seaweedfs, key or storage_prefix)
         assert not (tmp_path / "out.bin").exists()
         # Signing needs no server.
         assert storage.get_signed_url(kept, expires_in=60).startswith(seaweedfs.endpoint)
@@ -383,8 +414,127 @@ def test_failures_are_storage_errors_without_retries(
         with pytest.raises(StorageError) as caught:
             storage.get_bytes("some/key")
         assert expected in caught.value.message, caught.value.message
+        assert f"127.0.0.1:{server.port}" not in f"{caught.value.message} {caught.value.details}"
         assert not isinstance(caught.value, ObjectNotFound)
         assert isinstance(caught.value.__cause__, ClientError | BotoCoreError)
         assert server.connections == 1  # no retry inside botocore
     finally:
         server.close()
+
+
+def _get(url: str) -> httpx.Response:
+    response = httpx.get(url)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_objects_are_private_by_default(
+    storage: Storage, storage_settings: Settings, storage_prefix: str
+) -> None:
+    key = storage_prefix + "metadata.json"
+    storage.upload_bytes(key, b"{}", content_type="application/json")
+    expected = f"private, max-age={storage_settings.signed_url_ttl_s}"
+    assert _head(storage, key)["CacheControl"] == expected
+    assert _get(storage.get_signed_url(key)).headers["cache-control"] == expected
+
+
+def test_signed_urls_are_private_whatever_was_stored(storage: Storage, storage_prefix: str) -> None:
+    """An object stored as cacheable by anyone for a year (as builds were): its signed URL
+    still forbids shared caches and lets the client keep it only as long as the URL lives."""
+    key = storage_prefix + "bundle.js"
+    storage.upload_bytes(
+        key,
+        b"var a = 1;",
+        content_type="application/javascript; charset=utf-8",
+        cache_control="public, max-age=31536000, immutable",
+    )
+
+    response = _get(storage.get_signed_url(key, expires_in=60))
+
+    assert response.headers["cache-control"] == "private, max-age=60"
+    assert response.headers["content-type"] == "application/javascript; charset=utf-8"
+    assert "content-disposition" not in response.headers
+
+
+SCRIPT_CAPABLE = ["logo.svg", "icon.SVGZ", "page.html", "page.htm", "doc.xhtml", "feed.xml",
+                  "style.xsl", "manual.pdf", "data.yaml", "no-extension"]  # fmt: skip
+INLINE = {
+    "logo.png": "image/png",
+    "photo.jpeg": "image/jpeg",
+    "font.ttf": "font/ttf",
+    "clip.mp4": "video/mp4",
+    "strings.json": "application/json",
+    "bundle.js": "application/javascript; charset=utf-8",
+}
+
+
+@pytest.mark.parametrize("name", SCRIPT_CAPABLE)
+def test_script_capable_content_is_served_as_a_download(
+    storage: Storage, storage_prefix: str, name: str
+) -> None:
+    """As the builder stores assets, and read back through a signed URL: never rendered by a
+    browser on the storage origin."""
+    key = f"{storage_prefix}assets/{name}"
+    headers = content_headers(name)
+    storage.upload_bytes(
+        key,
+        b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+        content_type=headers.content_type,
+        content_disposition=headers.disposition,
+    )
+    stored = _head(storage, key)
+    assert stored["ContentDisposition"] == f'attachment; filename="{name}"'
+
+    response = _get(storage.get_signed_url(key, expires_in=60))
+
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert response.headers["content-disposition"] == f'attachment; filename="{name}"'
+    assert response.headers["cache-control"] == "private, max-age=60"
+
+
+def test_svg_stored_with_its_type_is_still_a_download(
+    storage: Storage, storage_prefix: str
+) -> None:
+    """Objects stored before these rules (image/svg+xml, inline), and stores that guess types
+    from names (SeaweedFS does): the signed URL itself asks for a download, and the signature
+    covers that request."""
+    key = storage_prefix + "assets/old.svg"
+    storage.upload_bytes(key, b"<svg/>", content_type="image/svg+xml")
+    url = storage.get_signed_url(key, expires_in=60)
+
+    response = _get(url)
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert response.headers["content-disposition"] == 'attachment; filename="old.svg"'
+
+    for parameter in ("response-content-disposition", "response-content-type"):
+        parts = urlsplit(url)
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != parameter]
+        stripped = urlunsplit(parts._replace(query=urlencode(query)))
+        assert httpx.get(stripped).status_code == 403, parameter
+
+
+@pytest.mark.parametrize(("name", "content_type"), INLINE.items())
+def test_inert_content_keeps_its_type(
+    storage: Storage, storage_prefix: str, name: str, content_type: str
+) -> None:
+    key = f"{storage_prefix}assets/{name}"
+    headers = content_headers(name)
+    assert headers.disposition is None
+    storage.upload_bytes(key, b"data", content_type=headers.content_type)
+
+    response = _get(storage.get_signed_url(key, expires_in=60))
+
+    assert response.headers["content-type"] == content_type
+    assert "content-disposition" not in response.headers
+
+
+def test_brotli_bundle_keeps_the_javascript_type(storage: Storage, storage_prefix: str) -> None:
+    key = storage_prefix + "bundle.js.br"
+    storage.upload_bytes(
+        key, b"\x0b\x01\x80", content_type=content_headers("bundle.js").content_type,
+        content_encoding="br",
+    )  # fmt: skip
+    assert content_headers(key).disposition is None
+    response = httpx.get(storage.get_signed_url(key, expires_in=60))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/javascript; charset=utf-8"
