@@ -1,20 +1,28 @@
 """Activities of DocPassWorkflow. The job's content is read from its AIRequest row, never passed
 through Temporal.
 
-Planning and assembly parse and analyse files of up to 1 MB: seconds of CPU. They run in a
-thread (`asyncio.to_thread`), never on the worker's event loop, which also carries the
-heartbeats of preview builds; and no database connection is held meanwhile. A model call
-heartbeats while it waits, so that cancelling the job reaches it and closes its HTTP request.
+Planning and assembly parse and analyse files of up to 1 MB: seconds of CPU, much of it in
+single calls that hold the GIL throughout (Python's parser takes seconds on such a file). So
+they run in processes of their own (`off_loop`), never on the worker's event loop nor in a
+thread of its process, whose event loop also carries the heartbeats of preview builds; and no
+database connection is held meanwhile. A model call heartbeats while it waits, so that
+cancelling the job reaches it and closes its HTTP request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import threading
 import uuid
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
-from typing import cast, get_args
+from functools import partial
+from typing import Any, TypeVar, cast, get_args
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -53,6 +61,8 @@ from services.notifications.service import NotificationService
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # A model call heartbeats this often while it waits (the workflow's heartbeat timeout is
 # longer): a cancellation reaches it within about this time.
 HEARTBEAT_EVERY_S = 2.0
@@ -61,6 +71,10 @@ HEARTBEAT_EVERY_S = 2.0
 MAX_ANSWER_CHARS = 4000
 # A provider's Retry-After becomes the delay before Temporal's next attempt, up to this.
 MAX_RETRY_DELAY = timedelta(minutes=2)
+# Processes for planning and assembly, shared by the process's workers; each is replaced after
+# this many steps, which gives back the memory a 1 MB file's syntax trees took.
+CPU_PROCESSES = 2
+CPU_STEPS_PER_PROCESS = 20
 
 
 class DocActivities:
@@ -87,7 +101,7 @@ class DocActivities:
             job_type, language = DocJobType(job.job_type), _language(job.language)
             content, file_path = job.input_text, job.file_path
             await session.commit()
-        plan = await asyncio.to_thread(
+        plan = await off_loop(
             plan_job, job_type, language, content, file_path=file_path, max_tasks=self.max_tasks
         )
         if plan.not_planned:
@@ -150,7 +164,7 @@ class DocActivities:
             content, file_path = job.input_text, job.file_path
         answers = {generated.task_id: generated.text for generated in request.generated}
         try:
-            edits = await asyncio.to_thread(
+            edits = await off_loop(
                 assemble,
                 job_type,
                 language,
@@ -243,6 +257,41 @@ def _delay(seconds: float | None) -> timedelta | None:
     MAX_RETRY_DELAY (a provider asking for hours fails the job after the last attempt instead
     of holding it)."""
     return None if seconds is None else min(timedelta(seconds=seconds), MAX_RETRY_DELAY)
+
+
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _cpu_pool() -> ProcessPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ProcessPoolExecutor(
+                max_workers=CPU_PROCESSES,
+                # Not forked: the worker's process runs threads (Temporal's core among them).
+                mp_context=multiprocessing.get_context("spawn"),
+                max_tasks_per_child=CPU_STEPS_PER_PROCESS,
+            )
+        return _pool
+
+
+async def off_loop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`function(*args, **kwargs)` in one of the CPU processes (its arguments and result are
+    pickled). A process that died (killed for memory, say) is a retryable failure: the pool
+    is replaced and Temporal tries the step again."""
+    global _pool
+    pool = _cpu_pool()
+    try:
+        return await asyncio.get_running_loop().run_in_executor(
+            pool, partial(function, *args, **kwargs)
+        )
+    except BrokenProcessPool as broken:
+        with _pool_lock:
+            if _pool is pool:
+                _pool = None
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise ApplicationError("The documentation process stopped unexpectedly") from broken
 
 
 async def _heartbeat_every(seconds: float) -> None:
