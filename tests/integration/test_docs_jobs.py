@@ -196,6 +196,20 @@ def test_retry_after_becomes_temporals_retry_delay(
     assert job["result"]["provider"] == "openai"
 
 
+def test_an_answer_of_megabytes_is_read_within_bounds(
+    stub_docs: DocsApi, stub_providers: StubProviders
+) -> None:
+    """A provider ignoring `max_tokens` answers 3 MB: the first MAX_ANSWER_CHARS are read and
+    kept, so that the answer never swells a Temporal payload past its 2 MB limit."""
+    stub_providers.local.behave(text="Keeps the stock of the shop. " * 100_000)
+
+    job = stub_docs.run("file_summary", "app/inventory.py", PYTHON)
+
+    assert job["status"] == "completed", job
+    assert "Keeps the stock of the shop." in job["result"]["patched_content"]
+    assert len(job["result"]["patched_content"]) < len(PYTHON) + 1000
+
+
 def test_cancelling_a_job_stops_the_model_call_in_flight(
     stub_docs: DocsApi, stub_providers: StubProviders
 ) -> None:
