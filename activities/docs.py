@@ -47,6 +47,7 @@ from contracts.docs import (
 from contracts.errors import ErrorCode, FailureType
 from contracts.failures import job_failure
 from contracts.jobs import JobError
+from core.errors import ValidationFailed
 from core.models import AIRequest
 from inference.client.engine import AIEngine, AllProvidersFailed, UnusableAnswer
 from services.docs.assembly import InvalidResult, assemble
@@ -101,9 +102,13 @@ class DocActivities:
             job_type, language = DocJobType(job.job_type), _language(job.language)
             content, file_path = job.input_text, job.file_path
             await session.commit()
-        plan = await off_loop(
-            plan_job, job_type, language, content, file_path=file_path, max_tasks=self.max_tasks
-        )
+        try:
+            plan = await off_loop(
+                plan_job, job_type, language, content, file_path=file_path, max_tasks=self.max_tasks
+            )
+        except ValidationFailed as invalid:  # the API checked it already: not retried
+            error = JobError(code=ErrorCode.VALIDATION_ERROR, message=invalid.message)
+            raise job_failure(error, non_retryable=True) from invalid
         if plan.not_planned:
             log.info(
                 "documentation job planned within its bounds",

@@ -4,13 +4,15 @@ and reported instead of swelling a Temporal payload."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
 import pytest
 
-from activities.docs import MAX_RETRY_DELAY, _delay
+from activities.docs import MAX_RETRY_DELAY, _delay, off_loop
 from contracts.docs import DocJobType, DocPlan, TaskKind
+from core.errors import ValidationFailed
 from inference.client.providers import parse_retry_after
 from services.docs.assembly import assemble
 from services.docs.planning import (
@@ -121,3 +123,13 @@ def test_a_typescript_rename_to_using_is_unusable() -> None:
     plan = plan_job(DocJobType.VARIABLE_RENAME, "typescript", TYPESCRIPT, file_path="a.ts")
     with pytest.raises(UnusableOutput):
         read_answer(plan.tasks[0], "using")
+
+
+def test_planning_runs_in_a_process_of_its_own() -> None:
+    """`off_loop` gives the same plan as planning in place, and its errors as they are."""
+    plan = asyncio.run(
+        off_loop(plan_job, DocJobType.FUNCTION_DOC, "typescript", TYPESCRIPT, file_path="a.ts")
+    )
+    assert plan == plan_job(DocJobType.FUNCTION_DOC, "typescript", TYPESCRIPT, file_path="a.ts")
+    with pytest.raises(ValidationFailed, match="does not parse as Python"):
+        asyncio.run(off_loop(plan_job, DocJobType.FUNCTION_DOC, "python", "def (", file_path="a"))
