@@ -63,7 +63,7 @@ async def open_worker(settings: Settings, queue: str) -> AsyncIterator[RunningWo
     ai_engine = create_ai_engine(settings, http, redis)
     hub = NotificationHub(redis, settings.redis_key_prefix)
     sessions = create_session_factory(engine)
-    docs = DocActivities(ai_engine, sessions, hub)
+    docs = DocActivities(ai_engine, sessions, hub, max_tasks=settings.docs_max_model_calls)
     bundler = BundlerPool(settings) if queue == TaskQueue.CPU else None
     try:
         if bundler is not None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from contracts.jobs import JobError, JobPhase
 
@@ -77,6 +77,21 @@ class GenerationTask(BaseModel):
     context: dict[str, Any] = Field(default_factory=dict)
 
 
+class DocPlan(BaseModel):
+    """What `plan_doc_job` returns: the tasks, and how many candidates the job's bounds left
+    out (tasks over the per-job count, the plan's size, or a task's own size)."""
+
+    tasks: list[GenerationTask]
+    not_planned: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_task_list(cls, data: Any) -> Any:
+        """A bare list of tasks, as plans were before they counted what they left out (the
+        histories of workflows started then still hold one)."""
+        return {"tasks": data} if isinstance(data, list) else data
+
+
 class GeneratedText(BaseModel):
     """A model's usable answer to one task, and who gave it."""
 
@@ -111,9 +126,10 @@ class GenerateInput(BaseModel):
 
 class AssembleInput(BaseModel):
     job_id: uuid.UUID
-    tasks: list[GenerationTask]
+    tasks: list[GenerationTask]  # their messages may be left out: assembly reads the rest
     generated: list[GeneratedText]
     duration_ms: int
+    not_planned: int = 0  # see DocPlan
 
 
 class DocJobSummary(BaseModel):

@@ -150,6 +150,10 @@ class Settings(BaseSettings):
     ai_breaker_cooloff_s: Annotated[float, Field(gt=0)] = 30.0
     # Generation requests of one documentation job in flight at once.
     docs_max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    # Model calls one documentation job plans at most (one per file summary, docstring,
+    # comment or rename; the retries of one call are not counted). A file that asks for more
+    # is documented in part: the job's summary says how many items were left out.
+    docs_max_model_calls: Annotated[int, Field(ge=1, le=1000)] = 200
 
     # The local model server (`hivesync inference`, Ray Serve).
     inference_host: str = "127.0.0.1"

@@ -5,7 +5,12 @@ through the AI engine (on gpu_tasks when the local model serves, so that GPU cap
 them and their backlog drives the GPU autoscaler); at most `max_concurrency` run at once. An
 answer no provider could make usable is asked for once more with a stricter prompt. Then
 `assemble_doc_job` turns the answers into edits, checks them and stores the result. Every end
-(completed, failed, cancelled) is recorded and announced.
+(completed, failed, cancelled) is recorded and announced, except that of a job that no longer
+exists (its project was deleted meanwhile): there is nothing to record, nobody to tell.
+
+Payloads stay bounded: the plan is (`planning`), each model call carries one task, and
+assembly gets the tasks without their prompts. A model call heartbeats, so that cancelling
+the job reaches the call in flight.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         DocJobOutcome,
         DocJobSummary,
         DocPhase,
+        DocPlan,
         GeneratedText,
         GenerateInput,
         GenerationTask,
@@ -40,6 +46,8 @@ with workflow.unsafe.imports_passed_through():
 
 # Model calls: an engine call tries every provider in turn, each bounded by its own timeout.
 GENERATE_TIMEOUT = timedelta(minutes=6)
+# generate_doc_text heartbeats every 2 s while it waits for a provider.
+GENERATE_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 GENERATE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
@@ -72,21 +80,22 @@ class DocPassWorkflow:
     @workflow.run
     async def run(self, request: DocJobInput) -> DocJobSummary:
         try:
-            tasks: list[GenerationTask] = await workflow.execute_activity(
+            plan: DocPlan = await workflow.execute_activity(
                 PLAN_DOC_JOB,
                 request.job_id,
-                result_type=list[GenerationTask],
+                result_type=DocPlan,
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=STEP_RETRY,
             )
-            generated = await self._generate_all(request, tasks)
+            generated = await self._generate_all(request, plan.tasks)
             summary: DocJobSummary = await workflow.execute_activity(
                 ASSEMBLE_DOC_JOB,
                 AssembleInput(
                     job_id=request.job_id,
-                    tasks=tasks,
+                    tasks=[task.model_copy(update={"messages": []}) for task in plan.tasks],
                     generated=generated,
                     duration_ms=self._elapsed_ms(request),
+                    not_planned=plan.not_planned,
                 ),
                 result_type=DocJobSummary,
                 start_to_close_timeout=STEP_TIMEOUT,
@@ -97,7 +106,8 @@ class DocPassWorkflow:
                 await self._finish(request, DocPhase.CANCELLED)
                 raise
             error = _job_error(failure)
-            await self._finish(request, DocPhase.FAILED, error=error)
+            if not _is_vanished(failure):
+                await self._finish(request, DocPhase.FAILED, error=error)
             raise job_failure(error, non_retryable=True) from failure
         except asyncio.CancelledError:
             await self._finish(request, DocPhase.CANCELLED)
@@ -136,6 +146,7 @@ class DocPassWorkflow:
             result_type=GeneratedText,
             task_queue=request.inference_queue,
             start_to_close_timeout=GENERATE_TIMEOUT,
+            heartbeat_timeout=GENERATE_HEARTBEAT_TIMEOUT,
             retry_policy=GENERATE_RETRY,
         )
         return result
@@ -186,6 +197,12 @@ class DocPassWorkflow:
 def _is_unusable(failure: ActivityError) -> bool:
     cause = failure.cause
     return isinstance(cause, ApplicationError) and cause.type == FailureType.UNUSABLE_OUTPUT
+
+
+def _is_vanished(failure: ActivityError) -> bool:
+    """The job's row is gone: its project (or its user) was deleted while it ran."""
+    cause = failure.cause
+    return isinstance(cause, ApplicationError) and cause.type == FailureType.JOB_NOT_FOUND
 
 
 def _job_error(failure: ActivityError) -> JobError:

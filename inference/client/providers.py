@@ -7,6 +7,7 @@ an error message; it never retries on its own (the engine fails over, Temporal r
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -116,14 +117,17 @@ class ChatProvider:
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds from now: a number of seconds or an HTTP date."""
+    """Retry-After as seconds from now: a number of seconds or an HTTP date; None when it is
+    neither (or not a finite number: "inf" and "nan" parse as floats)."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -53,9 +53,14 @@ def assemble(
     answers: dict[str, str],
     *,
     file_path: str | None = None,
+    not_planned: int = 0,
 ) -> DocEdits:
     """The checked edits for a job. `answers` maps task ids to what `read_answer` returned;
-    tasks without an answer are skipped (and counted in the summary)."""
+    tasks without an answer are skipped (and counted in the summary), and so are the
+    `not_planned` items the job's bounds left out (`planning`).
+
+    CPU-bound (it parses the file several times): callers on an event loop run it in a
+    thread."""
     grammar = grammar_for(language, file_path, content)
     text = SourceText(content)
     wanted = [task for task in tasks if task.kind in KINDS[job_type]]
@@ -90,7 +95,7 @@ def assemble(
         edits=edits,
         patched_content=patched,
         diff=unified_diff(content, patched, path),
-        summary=_summary(counts, skipped, language),
+        summary=_summary(counts, skipped, language, not_planned),
         suggestions=suggestions,
     )
 
@@ -198,7 +203,9 @@ def _lines(text: str) -> list[str]:
     return with_endings + ([lines[-1]] if lines[-1] else [])
 
 
-def _summary(counts: dict[TaskKind, int], skipped: int, language: Language) -> str:
+def _summary(
+    counts: dict[TaskKind, int], skipped: int, language: Language, not_planned: int = 0
+) -> str:
     """E.g. "Added a file summary, 5 docstrings and 2 comments; 1 rename suggestion"."""
     docstring = "docstring" if language == "python" else "JSDoc comment"
     added = []
@@ -217,6 +224,11 @@ def _summary(counts: dict[TaskKind, int], skipped: int, language: Language) -> s
     summary = "; ".join(parts) if parts else "No changes: nothing needed documenting"
     if skipped:
         summary += f" ({_plural(skipped, 'item')} skipped for want of a usable answer)"
+    if not_planned:
+        summary += (
+            f" ({_plural(not_planned, 'more item')} left out: over the job's limits on model "
+            "calls and prompt size; split the file to document the rest)"
+        )
     return summary
 
 

@@ -7,11 +7,30 @@ prompt asks for plain text in a form that is trivial to read back (a sentence; a
 JSON, and `max_tokens` stays small. A task's `context` holds what reading the answer and
 placing it need (names, parameters, the line, the indentation...); it travels through
 Temporal, so it is plain JSON.
+
+Every job is bounded, whatever the file holds (jobs take files up to 1 MB):
+
+* a prompt: all the messages of a task, its stricter retry included, are at most
+  MAX_PROMPT_CHARS characters. Quoted code is cut to a few lines around the symbol or line
+  (SYMBOL_LINES, COMMENT_CONTEXT_LINES), each quoted line to MAX_LINE_CHARS, names to
+  MAX_NAME_CHARS, and the code to what the rest of the prompt leaves;
+* a task as Temporal carries it (prompt and context, as JSON) is at most MAX_TASK_BYTES: a
+  task whose context is larger (a variable named thousands of times, a name of kilobytes, a
+  function of hundreds of parameters) is left out;
+* a plan keeps at most `max_tasks` tasks (the setting DOCS_MAX_MODEL_CALLS) and MAX_PLAN_BYTES
+  in all, far under Temporal's 2 MB payload limit. Tasks are kept in this order of priority:
+  the file summary, the comments and renames (at most 8 of each: see `findings`), then the
+  docstrings in file order. What does not fit is left out and counted (`DocPlan.not_planned`);
+  the job then documents what it could and its summary says how many items were left out.
 """
 
 from __future__ import annotations
 
-from contracts.docs import ChatMessage, DocJobType, GenerationTask, Language, TaskKind
+import json
+from collections.abc import Callable
+from functools import partial
+
+from contracts.docs import ChatMessage, DocJobType, DocPlan, GenerationTask, Language, TaskKind
 from services.docs.analysis import analyze
 from services.docs.findings import FileAnalysis, RenameCandidate, Symbol, TrickyLine
 from services.docs.languages import check_content, grammar_for
@@ -35,6 +54,18 @@ MAX_TOKENS = {
 SYMBOL_LINES, SYMBOL_CHARS = 60, 3000
 FILE_CHARS = 4000
 COMMENT_CONTEXT_LINES = 3  # lines shown above and below the line to comment
+MAX_LINE_CHARS = 240  # of one quoted line
+MAX_NAME_CHARS = 80  # of a name or path quoted in a prompt
+MAX_PARAMS_LISTED = 24  # parameters a DOCSTRING prompt names
+
+# The bounds of a job (see the module's docstring).
+MAX_PROMPT_CHARS = 6000
+MAX_TASK_BYTES = 32 * 1024
+MAX_PLAN_BYTES = 512 * 1024
+DEFAULT_MAX_TASKS = 200
+# Which candidates a plan keeps first, and the order of the tasks it returns.
+PRIORITY = (TaskKind.SUMMARY, TaskKind.COMMENT, TaskKind.RENAME, TaskKind.DOCSTRING)
+ORDER = (TaskKind.SUMMARY, TaskKind.DOCSTRING, TaskKind.COMMENT, TaskKind.RENAME)
 
 LANGUAGE_NAMES = {"python": "Python", "javascript": "JavaScript", "typescript": "TypeScript"}
 SYSTEM = (
@@ -47,28 +78,72 @@ STRICT_SYSTEM = (
 )
 
 
-def plan_tasks(
-    job_type: DocJobType, language: Language, content: str, *, file_path: str
-) -> list[GenerationTask]:
-    """The model calls a job needs, in file order within each kind.
+def plan_job(
+    job_type: DocJobType,
+    language: Language,
+    content: str,
+    *,
+    file_path: str,
+    max_tasks: int = DEFAULT_MAX_TASKS,
+) -> DocPlan:
+    """The model calls a job makes, within the job's bounds (see the module's docstring), in
+    file order within each kind; and how many were left out.
 
+    CPU-bound (a 1 MB file takes seconds): callers on an event loop run it in a thread.
     Raises ValidationFailed (field `content`) for binary or unparsable content."""
     check_content(content, language, file_path)
     analysis = analyze(language, grammar_for(language, file_path, content), content)
     text = SourceText(content)
     kinds = KINDS[job_type]
-    tasks: list[GenerationTask] = []
+    candidates: dict[TaskKind, list[Callable[[], GenerationTask]]] = {kind: [] for kind in ORDER}
     if TaskKind.SUMMARY in kinds and analysis.has_code and not analysis.has_file_doc:
-        tasks.append(_summary_task(analysis, text, file_path))
+        candidates[TaskKind.SUMMARY].append(partial(_summary_task, analysis, text, file_path))
     if TaskKind.DOCSTRING in kinds:
-        for symbol in analysis.symbols:
-            if symbol.docstring is None and symbol.documentable:
-                tasks.append(_docstring_task(analysis, symbol, text))
+        candidates[TaskKind.DOCSTRING] = [
+            partial(_docstring_task, analysis, symbol, text)
+            for symbol in analysis.symbols
+            if symbol.docstring is None and symbol.documentable
+        ]
     if TaskKind.COMMENT in kinds:
-        tasks.extend(_comment_task(analysis, tricky, text) for tricky in analysis.tricky_lines)
+        candidates[TaskKind.COMMENT] = [
+            partial(_comment_task, analysis, tricky, text) for tricky in analysis.tricky_lines
+        ]
     if TaskKind.RENAME in kinds:
-        tasks.extend(_rename_task(analysis, candidate, text) for candidate in analysis.renames)
-    return tasks
+        candidates[TaskKind.RENAME] = [
+            partial(_rename_task, analysis, candidate, text) for candidate in analysis.renames
+        ]
+    kept: dict[TaskKind, list[GenerationTask]] = {kind: [] for kind in ORDER}
+    count, size = 0, 0
+    for kind in PRIORITY:
+        for build in candidates[kind]:
+            if count >= max_tasks:
+                break
+            task = build()
+            task_bytes = payload_bytes(task)
+            if task_bytes > MAX_TASK_BYTES or size + task_bytes > MAX_PLAN_BYTES:
+                continue
+            kept[kind].append(task)
+            count, size = count + 1, size + task_bytes
+    total = sum(len(builds) for builds in candidates.values())
+    return DocPlan(tasks=[task for kind in ORDER for task in kept[kind]], not_planned=total - count)
+
+
+def plan_tasks(
+    job_type: DocJobType, language: Language, content: str, *, file_path: str
+) -> list[GenerationTask]:
+    """The tasks of `plan_job` with the default bounds."""
+    return plan_job(job_type, language, content, file_path=file_path).tasks
+
+
+def payload_bytes(task: GenerationTask) -> int:
+    """The size of a task in a Temporal payload: JSON with non-ASCII characters escaped, its
+    largest encoding."""
+    return len(json.dumps(task.model_dump(mode="json"), separators=(",", ":")))
+
+
+def prompt_chars(task: GenerationTask) -> int:
+    """The characters of all of a task's messages (what MAX_PROMPT_CHARS bounds)."""
+    return sum(len(message.content) for message in task.messages)
 
 
 def stricter(task: GenerationTask) -> GenerationTask:
@@ -127,10 +202,11 @@ def _task(kind: TaskKind, task_id: str, user: str, context: dict[str, object]) -
 
 def _summary_task(analysis: FileAnalysis, text: SourceText, file_path: str) -> GenerationTask:
     language = analysis.language
-    user = (
-        f"Here is the {LANGUAGE_NAMES[language]} file `{file_path}`:\n\n"
-        f"```{language}\n{_truncate(text.content, FILE_CHARS)}\n```\n\n"
-        "Reply with 1 to 3 sentences saying what this file does."
+    user = _user(
+        f"Here is the {LANGUAGE_NAMES[language]} file `{_clip(file_path)}`:",
+        language,
+        _quote(text, 0, len(text.lines) - 1, max_lines=len(text.lines), max_chars=FILE_CHARS),
+        "Reply with 1 to 3 sentences saying what this file does.",
     )
     context: dict[str, object] = {
         "language": language,
@@ -142,21 +218,25 @@ def _summary_task(analysis: FileAnalysis, text: SourceText, file_path: str) -> G
 
 def _docstring_task(analysis: FileAnalysis, symbol: Symbol, text: SourceText) -> GenerationTask:
     language = analysis.language
+    name, qualname = _clip(symbol.name), _clip(symbol.qualname)
     what = {
-        "function": f"the function `{symbol.name}` does",
-        "method": f"the method `{symbol.qualname}` does",
-        "class": f"the class `{symbol.name}` is for",
-        "interface": f"the interface `{symbol.name}` describes",
+        "function": f"the function `{name}` does",
+        "method": f"the method `{qualname}` does",
+        "class": f"the class `{name}` is for",
+        "interface": f"the interface `{name}` describes",
     }[symbol.kind]
-    source = _excerpt(text, symbol.start_line, symbol.end_line)
-    user = (
-        f"Here is a {LANGUAGE_NAMES[language]} {symbol.kind}:\n\n"
-        f"```{language}\n{source}\n```\n\n"
-        f"Reply with one sentence describing what {what}, starting with a verb."
-    )
+    question = f"Reply with one sentence describing what {what}, starting with a verb."
     if symbol.params:
-        names = ", ".join(name.lstrip("*.") for name in symbol.params)
-        user += f" Then you may add one line per parameter as `name: description` for: {names}."
+        listed = [_clip(name.lstrip("*.")) for name in symbol.params[:MAX_PARAMS_LISTED]]
+        more = len(symbol.params) - len(listed)
+        names = ", ".join(listed) + (f" (and {more} more)" if more > 0 else "")
+        question += f" Then you may add one line per parameter as `name: description` for: {names}."
+    user = _user(
+        f"Here is a {LANGUAGE_NAMES[language]} {symbol.kind}:",
+        language,
+        _quote(text, symbol.start_line, symbol.end_line),
+        question,
+    )
     context: dict[str, object] = {
         "language": language,
         "name": symbol.name,
@@ -185,14 +265,15 @@ def _comment_task(analysis: FileAnalysis, tricky: TrickyLine, text: SourceText) 
     while last > tricky.line and text.is_blank(last):
         last -= 1
     shown = [
-        text.line_text(line) + (f"  {marker}" if line == tricky.line else "")
+        _clip(text.line_text(line), MAX_LINE_CHARS) + (f"  {marker}" if line == tricky.line else "")
         for line in range(first, last + 1)
     ]
-    target = text.line_text(tricky.line).strip()
-    user = (
-        f"Here is part of a {LANGUAGE_NAMES[language]} function:\n\n"
-        f"```{language}\n" + "\n".join(shown) + "\n```\n\n"
-        f"Reply with one short sentence explaining what the marked line does:\n{target}"
+    target = _clip(text.line_text(tricky.line).strip(), MAX_LINE_CHARS)
+    user = _user(
+        f"Here is part of a {LANGUAGE_NAMES[language]} function:",
+        language,
+        "\n".join(shown),
+        f"Reply with one short sentence explaining what the marked line does:\n{target}",
     )
     context: dict[str, object] = {
         "language": language,
@@ -209,11 +290,12 @@ def _rename_task(
 ) -> GenerationTask:
     language = analysis.language
     style = "snake_case" if language == "python" else "camelCase"
-    source = _excerpt(text, candidate.function_start, candidate.function_end)
-    user = (
-        f"Here is a {LANGUAGE_NAMES[language]} function:\n\n```{language}\n{source}\n```\n\n"
-        f"The {candidate.role} `{candidate.name}` has an unclear name. Reply with a better "
-        f"{style} name for it only, optionally followed by ' - ' and a short reason."
+    user = _user(
+        f"Here is a {LANGUAGE_NAMES[language]} function:",
+        language,
+        _quote(text, candidate.function_start, candidate.function_end),
+        f"The {candidate.role} `{_clip(candidate.name)}` has an unclear name. Reply with a "
+        f"better {style} name for it only, optionally followed by ' - ' and a short reason.",
     )
     context: dict[str, object] = {
         "language": language,
@@ -228,17 +310,60 @@ def _rename_task(
     return _task(TaskKind.RENAME, task_id, user, context)
 
 
-def _excerpt(text: SourceText, first: int, last: int) -> str:
-    """Lines `first`..`last`, at most SYMBOL_LINES lines and SYMBOL_CHARS characters."""
-    lines = [text.line_text(line) for line in range(first, last + 1)]
-    if len(lines) > SYMBOL_LINES:
-        lines = [*lines[:SYMBOL_LINES], f"... ({len(lines) - SYMBOL_LINES} more lines)"]
-    return _truncate("\n".join(lines), SYMBOL_CHARS)
+def _quote(
+    text: SourceText,
+    first: int,
+    last: int,
+    *,
+    max_lines: int = SYMBOL_LINES,
+    max_chars: int = SYMBOL_CHARS,
+) -> str:
+    """Lines `first`..`last`: at most `max_lines` lines of at most MAX_LINE_CHARS characters,
+    and `max_chars` characters in all, saying what was cut. Reads no more lines than it
+    quotes (a whole 1 MB file is never copied)."""
+    lines: list[str] = []
+    used = 0
+    for line in range(first, min(last, first + max_lines - 1) + 1):
+        quoted = _clip(text.line_text(line), MAX_LINE_CHARS)
+        if used + len(quoted) + 1 > max_chars:
+            lines.append("... (truncated)")
+            return "\n".join(lines)
+        lines.append(quoted)
+        used += len(quoted) + 1
+    if last - first + 1 > max_lines:
+        lines.append(f"... ({last - first + 1 - max_lines} more lines)")
+    return "\n".join(lines).rstrip("\n")
+
+
+def _user(header: str, language: str, code: str, question: str) -> str:
+    """A user message: the header, the code fenced, the question. The code is cut to what the
+    rest leaves of USER_CHARS, so that every prompt fits MAX_PROMPT_CHARS."""
+    fixed = f"{header}\n\n```{language}\n\n```\n\n{question}"
+    room = USER_CHARS - len(fixed)
+    if len(code) > room:
+        code = _truncate(code, max(0, room - len("\n... (truncated)")))
+    return f"{header}\n\n```{language}\n{code}\n```\n\n{question}"
+
+
+def _clip(value: str, limit: int = MAX_NAME_CHARS) -> str:
+    """At most `limit` characters, ending with an ellipsis when cut."""
+    return value if len(value) <= limit else value[: limit - 1] + "\u2026"
 
 
 def _truncate(code: str, limit: int) -> str:
-    """At most `limit` characters, cut at a line break, saying that it was cut."""
+    """At most `limit` characters (plus the note), cut at a line break, saying that it was
+    cut."""
     if len(code) <= limit:
         return code.rstrip("\n")
     cut = code.rfind("\n", 0, limit)
     return code[: cut if cut > 0 else limit] + "\n... (truncated)"
+
+
+# What a user message may take: the stricter retry adds its system prompt's difference and
+# its longest instruction.
+_LONGEST_STRICT = max(
+    len(_strict_instruction(_task(kind, "", "", {"language": language})))
+    for kind in TaskKind
+    for language in ("python", "javascript")
+)
+USER_CHARS = MAX_PROMPT_CHARS - len(STRICT_SYSTEM) - len("\n\n") - _LONGEST_STRICT

@@ -311,7 +311,7 @@ JS_RESERVED = frozenset(
     true try typeof var void while with yield let static implements interface package private
     protected public await async of get set arguments eval undefined NaN Infinity type any
     unknown never number string boolean object symbol bigint declare namespace module readonly
-    keyof infer is asserts abstract override satisfies constructor prototype
+    keyof infer is asserts abstract override satisfies using constructor prototype
     Object Array String Number Boolean Symbol BigInt Math JSON Date RegExp Error Promise Map Set
     WeakMap WeakSet Reflect Proxy Intl console window document globalThis self process require
     exports setTimeout setInterval clearTimeout clearInterval fetch parseInt parseFloat isNaN
