@@ -51,7 +51,12 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 async def get_session(request: Request, resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
     """One session per request. Safe methods (which must not change state) read in autocommit;
-    the others get a transaction that the service commits."""
+    the others get a transaction that the service commits.
+
+    Either way the session holds a pooled connection from its first statement until it
+    commits or closes (autocommit included): services give it back with
+    `core.db.release_connection` / `without_connection` before slow work (a workflow wait,
+    a parse, a hash, a storage call), so a slow request never keeps one from others."""
     factory = (
         resources.read_session_factory
         if request.method in _SAFE_METHODS

@@ -14,6 +14,7 @@ from contracts.docs import DOC_WORKFLOW, DocJobInput, DocJobType, DocPhase
 from contracts.errors import ErrorCode
 from contracts.jobs import TaskQueue
 from core.config import Settings
+from core.db import without_connection
 from core.errors import NotFound, PayloadTooLarge
 from core.models import AIRequest, User
 from services.common import Page
@@ -49,6 +50,7 @@ def job_key(project_id: uuid.UUID, body: DocJobCreate, language: str) -> str:
 
 class DocJobService:
     def __init__(self, session: AsyncSession, settings: Settings, temporal: Client) -> None:
+        self.session = session
         self.settings = settings
         self.jobs = DocJobRepository(session)
         self.projects = ProjectService(session)
@@ -70,7 +72,8 @@ class DocJobService:
         # Plain ids first: losing an insert race rolls the session back and expires `owner`.
         owner_id = owner.id
         project_id = (await self.projects.get(owner, body.project_id)).id
-        key = job_key(project_id, body, language)
+        # Hashing up to 1 MB: off the loop, and with no pooled connection held.
+        key = await without_connection(self.session, job_key, project_id, body, language)
         job = await self.lifecycle.submit(
             await self.jobs.get_by_key(key),
             new=lambda: AIRequest(

@@ -3,7 +3,6 @@ whoever holds the build's stateless preview token (no account)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from datetime import datetime
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.previews import BuildPhase
 from core.config import Settings
+from core.db import without_connection
 from core.errors import AuthError, NotFound
 from core.security import InvalidToken, decode_preview_token
 from core.storage import ObjectNotFound, Storage
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 class ManifestService:
     def __init__(self, session: AsyncSession, settings: Settings, storage: Storage) -> None:
+        self.session = session
         self.settings = settings
         self.storage = storage
         self.builds = PreviewRepository(session)
@@ -41,8 +42,10 @@ class ManifestService:
         if build.status != BuildPhase.READY:
             raise NotFound("The build is not ready")
         try:
-            raw = await asyncio.to_thread(
-                self.storage.get_bytes, layout.build_key(build.build_id, layout.METADATA)
+            raw = await without_connection(
+                self.session,
+                self.storage.get_bytes,
+                layout.build_key(build.build_id, layout.METADATA),
             )
         except ObjectNotFound:
             raise NotFound("The build's files are no longer stored") from None
