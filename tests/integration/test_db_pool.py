@@ -5,8 +5,10 @@ build, or while sources are parsed, hashed or stored."""
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 import uuid
+import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +24,10 @@ from api.app import create_app
 from api.resources import Resources
 from core.config import Settings
 from core.db import FairAsyncQueuePool
+from core.temporal import start_or_join
+from services.jobs import lifecycle
 from services.jobs.lifecycle import JobLifecycle
+from services.previews import source_service
 from tests.fixtures.api import ApiUser, register_on
 from tests.fixtures.previews import PreviewApi, unique_app, wait_until
 from tests.fixtures.workers import ThreadWorker
@@ -232,3 +237,93 @@ def test_clients_waiting_on_a_build_leave_the_pool_to_everyone_else(
     assert [(answer.json()["build_id"], answer.json()["status"]) for answer in answers] == [
         (build_id, "cancelled")
     ] * JOINERS
+
+
+def _text_app() -> dict[str, str]:
+    """The example app without its image, as a zip of text files carries it."""
+    files = {path: content for path, content in unique_app().items() if isinstance(content, str)}
+    files["App.js"] = files["App.js"].replace("source={require('./assets/logo.png')}", "")
+    return files
+
+
+def _zip(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path, content in files.items():
+            archive.writestr(path, content)
+    return buffer.getvalue()
+
+
+@pytest.mark.usefixtures("preview_worker")
+def test_no_connection_is_held_across_parsing_hashing_storage_or_temporal(
+    preview_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spies (each calls the real thing) note how many pooled connections are in use when the
+    API parses and hashes sources, calls storage or calls Temporal. Requests are made one at a
+    time, so any connection in use is held by the request across that call."""
+    resources: Resources = preview_client.app.state.resources  # type: ignore[attr-defined]
+    seen: list[tuple[str, int]] = []
+
+    def spy(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def note() -> None:
+            seen.append((name, int(resources.engine.pool.checkedout())))  # type: ignore[attr-defined]
+
+        if asyncio.iscoroutinefunction(real):
+
+            async def spied_async(*args: Any, **kwargs: Any) -> Any:
+                note()
+                return await real(*args, **kwargs)
+
+            return spied_async
+
+        def spied(*args: Any, **kwargs: Any) -> Any:
+            note()
+            return real(*args, **kwargs)
+
+        return spied
+
+    for name in ("from_archive", "from_inline"):
+        monkeypatch.setattr(source_service, name, spy(name, getattr(source_service, name)))
+    for name in ("exists", "upload_bytes", "get_bytes", "get_signed_url"):
+        storage_call = getattr(resources.storage, name)
+        monkeypatch.setattr(resources.storage, name, spy(f"storage.{name}", storage_call))
+    monkeypatch.setattr(lifecycle, "start_or_join", spy("temporal.start", start_or_join))
+    handle = JobLifecycle._handle
+    monkeypatch.setattr(
+        JobLifecycle, "_handle", lambda self, row: spy("temporal.handle", handle)(self, row)
+    )
+
+    api = PreviewApi(preview_client, register_on(preview_client))
+    project_id = api.create_project()
+    files = _text_app()
+    uploaded = api.upload_sources(project_id, _zip(files))
+    assert uploaded.status_code == 201, uploaded.text
+    source_id = uploaded.json()["source_id"]
+    accepted = api.build(project_id, source_id=source_id, wait=0)
+    assert accepted.status_code == 202, accepted.text
+    build_id = accepted.json()["build_id"]
+    assert api.status(build_id).status_code == 200  # while it runs: asks Temporal
+    ready = api.build(project_id, source_id=source_id, wait=60)  # joins it and waits
+    assert ready.status_code == 200, ready.text
+    inline = api.build(project_id, files, wait=0)  # the same sources, ready in storage
+    assert inline.status_code == 200, inline.text
+    assert inline.json()["build_id"] == build_id
+    assert api.status(build_id).status_code == 200
+    listed = preview_client.get(
+        f"/api/v1/preview/builds?project_id={project_id}", headers=api.headers
+    )
+    assert listed.status_code == 200, listed.text
+    manifest = preview_client.get(f"/api/v1/preview/manifest?token={ready.json()['token']}")
+    assert manifest.status_code == 200, manifest.text
+
+    assert {name for name, _ in seen} >= {
+        "from_archive",
+        "from_inline",
+        "storage.exists",
+        "storage.upload_bytes",
+        "storage.get_bytes",
+        "storage.get_signed_url",
+        "temporal.start",
+        "temporal.handle",
+    }
+    assert [(name, in_use) for name, in_use in seen if in_use] == []
