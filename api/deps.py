@@ -53,7 +53,14 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 async def get_session(request: Request, resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
     """One session per request. Safe methods (which must not change state) read in autocommit;
-    the others get a transaction that the service commits."""
+    the others get a transaction that the service commits.
+
+    Either way the session holds a pooled connection from its first statement until it
+    commits or closes (autocommit included): services give it back with
+    `core.db.release_connection` / `without_connection` before slow work (a workflow wait,
+    a parse, a hash, a storage call), so a slow request never keeps one from others. The
+    session closes when the route returns (scope "function"), not after the response is sent:
+    a client that reads its response slowly holds no connection either."""
     factory = (
         resources.read_session_factory
         if request.method in _SAFE_METHODS
@@ -63,7 +70,7 @@ async def get_session(request: Request, resources: ResourcesDep) -> AsyncIterato
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def get_client_ip(request: Request) -> str:

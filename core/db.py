@@ -6,7 +6,7 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -25,6 +25,7 @@ from sqlalchemy.util.queue import AsyncAdaptedQueue, Empty
 from core.config import Settings
 
 T = TypeVar("T")
+P = ParamSpec("P")
 RowT = TypeVar("RowT")
 
 # JSON everywhere, stored as JSONB on Postgres.
@@ -136,12 +137,28 @@ def create_session_factory(
 
 
 async def release_connection(session: AsyncSession) -> None:
-    """End the session's transaction so that its pooled connection is free during slow work that
-    needs no database (password hashing). Loaded objects stay usable (expire_on_commit=False);
-    the next query takes a connection again."""
+    """Give the session's pooled connection back before slow work that needs no database (a
+    workflow wait, an archive parse, a storage call, a hash, a password hash).
+
+    A session keeps its connection checked out from its first statement until it commits,
+    rolls back or closes, read-only (autocommit) sessions included: the session's transaction
+    holds it even when the database runs no transaction. Ending that transaction here costs
+    nothing in autocommit and one COMMIT otherwise; loaded objects stay usable
+    (expire_on_commit=False) and the next statement takes a connection again."""
     if session.new or session.dirty or session.deleted:
         raise RuntimeError("release_connection() would commit pending changes")
-    await session.commit()
+    if session.in_transaction():
+        await session.commit()
+
+
+async def without_connection(
+    session: AsyncSession, work: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """`work(*args, **kwargs)` in a worker thread, the session's connection released first:
+    slow or CPU-bound work (parsing, hashing, storage calls) neither blocks the event loop nor
+    keeps a pooled connection from other requests."""
+    await release_connection(session)
+    return await asyncio.to_thread(work, *args, **kwargs)
 
 
 async def insert_or_existing(

@@ -3,7 +3,6 @@ started (through the job lifecycle that preview builds share), status and result
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import uuid
@@ -15,6 +14,7 @@ from contracts.docs import DOC_WORKFLOW, DocJobInput, DocJobType, DocPhase
 from contracts.errors import ErrorCode
 from contracts.jobs import TaskQueue
 from core.config import Settings
+from core.db import without_connection
 from core.errors import NotFound, PayloadTooLarge
 from core.models import AIRequest, User
 from services.common import Page
@@ -53,6 +53,7 @@ class DocJobService:
     def __init__(
         self, session: AsyncSession, settings: Settings, temporal: Client, quotas: QuotaService
     ) -> None:
+        self.session = session
         self.settings = settings
         self.quotas = quotas
         self.jobs = DocJobRepository(session)
@@ -74,9 +75,12 @@ class DocJobService:
         # Plain ids first: losing an insert race rolls the session back and expires `owner`.
         owner_id = owner.id
         project_id = (await self.projects.get(owner, body.project_id)).id
-        # Parsing up to 1 MB is CPU work: only for the project's owner, and off the event loop.
-        await asyncio.to_thread(check_content, body.content, language, body.file_path)
-        key = job_key(project_id, body, language)
+        # Parsing and hashing up to 1 MB is CPU work: only for the project's owner, off the
+        # event loop, and with no pooled connection held.
+        await without_connection(
+            self.session, check_content, body.content, language, body.file_path
+        )
+        key = await without_connection(self.session, job_key, project_id, body, language)
         await self.quotas.start_job(owner_id, DOC_JOB_QUOTA, key)
         job = await self.lifecycle.submit(
             await self.jobs.get_by_key(key),

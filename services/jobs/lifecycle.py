@@ -1,12 +1,17 @@
 """One lifecycle for every kind of job: a row records it, a Temporal workflow runs it.
 
     submit   record a new job and start its workflow; join an identical one still going; run
-             one that failed or was cancelled again; answer one that succeeded as it is
+             one that failed or was cancelled again (once its last run has closed); answer one
+             that succeeded as it is, without a new run
     status   the row's word once the job has ended; the workflow's while it runs (an activity's
              heartbeat may name the phase); the row's again when no run exists yet
     wait     the status once the job ends, or as it is after a timeout
     cancel   ask a job that has not ended to stop (409 once it has)
     record_outcome   what the workflow's last activity writes on the row
+
+No call to Temporal is made with a database connection checked out: the session's connection
+goes back to the pool first (`core.db.release_connection`), so that clients waiting on a job
+(`?wait=`) or a slow Temporal cannot take the pool from everyone else.
 
 A kind of job brings its row (`core.models.JobRecord`, which names its workflow run), its
 phases (`contracts.jobs.JobPhase`) and its workflow (`JobKind`); the rest is the same for all."""
@@ -33,12 +38,15 @@ from temporalio.service import RPCError, RPCStatusCode
 from contracts.failures import job_error
 from contracts.jobs import JobError, JobPhase
 from core.clock import utc_now
-from core.db import insert_or_existing
+from core.db import insert_or_existing, release_connection
 from core.errors import Conflict, ServiceUnavailable
 from core.models import JobRecord
 from core.temporal import request_cancellation, start_or_join
 
 RecordT = TypeVar("RecordT", bound=JobRecord)
+# How long a request to run an ended job again waits for that job's last run to close (its
+# outcome is on the row before its last step, the notification, is done).
+PREVIOUS_RUN_GRACE_S = 15.0
 PhaseT = TypeVar("PhaseT", bound=JobPhase)
 
 
@@ -112,7 +120,9 @@ class JobLifecycle(Generic[RecordT, PhaseT]):
         if phase == phase.succeeded():
             return row
         if phase.ended:
+            await self._until_closed(row)
             await self.rerun(row)
+        await release_connection(self.session)
         await start_or_join(
             self.temporal,
             self.kind.workflow,
@@ -129,11 +139,32 @@ class JobLifecycle(Generic[RecordT, PhaseT]):
         row.forget_outcome()
         await self.session.commit()
 
+    async def _until_closed(self, row: RecordT) -> None:
+        """Wait for the job's last run to close. It records its outcome on the row and then
+        notifies the user: a run started meanwhile would join it (same workflow id) instead of
+        running the job again."""
+        await release_connection(self.session)
+        try:
+            async with asyncio.timeout(PREVIOUS_RUN_GRACE_S):
+                await self._handle(row).result()
+        except WorkflowFailureError:
+            pass  # failed or cancelled: closed all the same
+        except TimeoutError:
+            raise ServiceUnavailable(
+                f"The {self.kind.noun}'s previous run is still finishing; retry shortly",
+                details={"dependency": "temporal"},
+                headers={"Retry-After": "5"},
+            ) from None
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise _temporal_unavailable(self.kind.noun) from exc
+
     async def status(self, row: RecordT) -> JobStatus[PhaseT]:
         await self.session.refresh(row)
         recorded = self.recorded(row)
         if recorded.phase.ended:
             return recorded
+        await release_connection(self.session)
         live = await self._workflow_status(row, recorded)
         if live.phase.ended:  # the row is written by the workflow's last steps: read it again
             await self.session.refresh(row)
@@ -143,6 +174,9 @@ class JobLifecycle(Generic[RecordT, PhaseT]):
         return live
 
     async def wait(self, row: RecordT, timeout_s: float) -> JobStatus[PhaseT]:
+        """The status once the job ends or `timeout_s` has passed; no connection is held
+        meanwhile (many clients may wait on one job)."""
+        await release_connection(self.session)
         try:
             async with asyncio.timeout(timeout_s):
                 await self._handle(row).result()
@@ -156,6 +190,7 @@ class JobLifecycle(Generic[RecordT, PhaseT]):
     async def cancel(self, row: RecordT) -> JobStatus[PhaseT]:
         if self.kind.phases(row.status).ended:
             raise Conflict(f"The {self.kind.noun} is {row.status} already")
+        await release_connection(self.session)
         await request_cancellation(self.temporal, row.workflow_id)
         return await self.status(row)
 

@@ -3,7 +3,6 @@ and cancelled, through the job lifecycle that documentation jobs share."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import timedelta
 
@@ -18,6 +17,7 @@ from contracts.previews import (
     PreviewBuildInput,
 )
 from core.config import Settings
+from core.db import release_connection, without_connection
 from core.errors import NotFound, PreviewError, StorageError
 from core.models import PreviewLog, User
 from core.security import create_preview_token
@@ -45,6 +45,7 @@ class BuildService:
         temporal: Client,
         quotas: QuotaService,
     ) -> None:
+        self.session = session
         self.settings = settings
         self.quotas = quotas
         self.storage = storage
@@ -67,6 +68,7 @@ class BuildService:
         if wait_s and not status.phase.ended:
             status = await self.lifecycle.wait(build, wait_s)
         if status.phase == BuildPhase.READY:
+            await release_connection(self.session)  # signing needs none
             url, token, expires_in = self._signed_access(build)
             return BuildReady(url=url, token=token, expires_in=expires_in, build_id=build.build_id)
         if status.phase == BuildPhase.FAILED and status.error is not None:
@@ -98,7 +100,7 @@ class BuildService:
         found = await self.builds.get(build_id)
         if found is not None and found.status == BuildPhase.READY:
             metadata = layout.build_key(build_id, layout.METADATA)
-            if not await asyncio.to_thread(self.storage.exists, metadata):
+            if not await without_connection(self.session, self.storage.exists, metadata):
                 await self.lifecycle.rerun(found)  # its files are gone: build it again
 
         def workflow_input(build: PreviewLog) -> PreviewBuildInput:
@@ -137,7 +139,9 @@ class BuildService:
         build = await self.builds.get_visible(build_id, viewer.id)
         if build is None:
             raise NotFound("Build not found")
-        return self._view(build, await self.lifecycle.status(build))
+        status = await self.lifecycle.status(build)
+        await release_connection(self.session)  # signing the URL of a ready build needs none
+        return self._view(build, status)
 
     async def list(
         self, owner: User, project_id: uuid.UUID, *, limit: int, offset: int
@@ -145,6 +149,7 @@ class BuildService:
         """The project's builds, newest first, as their rows have them."""
         project = await self.projects.get(owner, project_id)
         builds, total = await self.builds.list_for_project(project.id, limit=limit, offset=offset)
+        await release_connection(self.session)  # signing the URLs of ready builds needs none
         items = [self._view(build, self.lifecycle.recorded(build)) for build in builds]
         return Page(items=items, total=total, limit=limit, offset=offset)
 

@@ -3,7 +3,6 @@ whoever holds the build's stateless preview token (no account)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from datetime import datetime
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.previews import BuildPhase
 from core.config import Settings
+from core.db import without_connection
 from core.errors import AuthError, NotFound
 from core.security import InvalidToken, decode_preview_token
 from core.storage import ObjectNotFound, Storage
@@ -29,6 +29,7 @@ class ManifestService:
     `status`) and one whose files are gone; 503 STORAGE_ERROR when storage cannot be read."""
 
     def __init__(self, session: AsyncSession, settings: Settings, storage: Storage) -> None:
+        self.session = session
         self.settings = settings
         self.storage = storage
         self.builds = PreviewRepository(session)
@@ -48,8 +49,10 @@ class ManifestService:
                 details={"build_id": build.build_id, "status": build.status},
             )
         try:
-            raw = await asyncio.to_thread(
-                self.storage.get_bytes, layout.build_key(build.build_id, layout.METADATA)
+            raw = await without_connection(
+                self.session,
+                self.storage.get_bytes,
+                layout.build_key(build.build_id, layout.METADATA),
             )
         except ObjectNotFound:  # expired, or removed: requesting the build again rebuilds it
             raise NotFound(

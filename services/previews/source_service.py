@@ -1,15 +1,18 @@
 """A project's sources: checked, stored once in object storage (content-addressed), and found
-again by id (an uploaded archive) or by hash (the same files sent inline again)."""
+again by id (an uploaded archive) or by hash (the same files sent inline again).
+
+Parsing, hashing and storage calls run in a thread with the session's connection given back
+(`core.db.without_connection`): a large upload never keeps a pooled connection from others."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from typing import IO
+from collections.abc import Callable, Mapping
+from typing import IO, ParamSpec
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import insert_or_existing
+from core.db import insert_or_existing, without_connection
 from core.errors import NotFound
 from core.models import PreviewSource, User
 from core.storage import Storage
@@ -18,6 +21,24 @@ from services.previews.repository import PreviewRepository
 from services.previews.schemas import Base64File, BuildRequest, SourceUploaded
 from services.previews.sources import SourceSet, decode_base64, from_archive, from_inline
 from services.projects.service import ProjectService
+
+P = ParamSpec("P")
+
+
+def _hashed(
+    parse: Callable[P, SourceSet], *args: P.args, **kwargs: P.kwargs
+) -> tuple[SourceSet, str]:
+    """Parsed sources and their hash (both CPU-bound: run off the event loop)."""
+    sources = parse(*args, **kwargs)
+    return sources, sources.source_hash
+
+
+def _from_request_files(files: Mapping[str, str | Base64File]) -> SourceSet:
+    decoded = {
+        path: decode_base64(path, content.base64) if isinstance(content, Base64File) else content
+        for path, content in files.items()
+    }
+    return from_inline(decoded)
 
 
 class SourceService:
@@ -32,8 +53,10 @@ class SourceService:
     ) -> SourceUploaded:
         """An uploaded .zip or .tar.gz, checked before anything is stored."""
         project = await self.projects.get(owner, project_id)
-        sources = await asyncio.to_thread(from_archive, archive, archive_size)
-        stored = await self._store(project.id, sources)
+        parsed = await without_connection(
+            self.session, _hashed, from_archive, archive, archive_size
+        )
+        stored = await self._store(project.id, *parsed)
         return SourceUploaded(
             source_id=stored.id,
             source_hash=stored.source_hash,
@@ -50,29 +73,19 @@ class SourceService:
                 raise NotFound("Source not found")
             return source
         assert request.files is not None
-        decoded = {
-            path: decode_base64(path, content.base64)
-            if isinstance(content, Base64File)
-            else content
-            for path, content in request.files.items()
-        }
-        sources = await asyncio.to_thread(from_inline, decoded)
-        return await self._store(project_id, sources)
+        parsed = await without_connection(self.session, _hashed, _from_request_files, request.files)
+        return await self._store(project_id, *parsed)
 
-    async def _store(self, project_id: uuid.UUID, sources: SourceSet) -> PreviewSource:
+    async def _store(
+        self, project_id: uuid.UUID, sources: SourceSet, source_hash: str
+    ) -> PreviewSource:
         """Content-addressed: the same sources are uploaded to storage once, and uploading
         them again to the same project answers the same source id."""
-        source_hash = sources.source_hash
         existing = await self.previews.find_source(project_id, source_hash)
         key = layout.source_key(source_hash)
-        # The object may be gone while the row stays (removed by the cleanup of another project
-        # that shared it, in the instant this project's row was written): store it again.
-        stored = await asyncio.to_thread(self.storage.exists, key)
-        if not stored:
-            archive = await asyncio.to_thread(sources.to_archive)
-            await asyncio.to_thread(
-                self.storage.upload_bytes, key, archive, content_type="application/gzip"
-            )
+        # Also when the row exists: the object may be gone while the row stays (removed by the
+        # cleanup of another project that shared it, in the instant this row was written).
+        await without_connection(self.session, self._upload_once, key, sources)
         if existing is not None:
             return existing
         return await insert_or_existing(
@@ -86,3 +99,9 @@ class SourceService:
             ),
             lambda: self.previews.find_source(project_id, source_hash),
         )
+
+    def _upload_once(self, key: str, sources: SourceSet) -> None:
+        """Store the sources' archive under `key` unless it is there (in a thread)."""
+        if not self.storage.exists(key):
+            archive = sources.to_archive()
+            self.storage.upload_bytes(key, archive, content_type="application/gzip")

@@ -1,11 +1,18 @@
 """The connection pool on the real Postgres: first come first served, nothing lost on
-cancellation, and no connection held while a password is hashed."""
+cancellation, and no connection held while a password is hashed, while a client waits on a
+build, or while sources are parsed, hashed or stored."""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import threading
+import uuid
+import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -14,8 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from api.app import create_app
+from api.resources import Resources
 from core.config import Settings
 from core.db import FairAsyncQueuePool
+from core.temporal import start_or_join
+from services.jobs import lifecycle
+from services.jobs.lifecycle import JobLifecycle
+from services.previews import source_service
+from tests.fixtures.api import ApiUser, register_on
+from tests.fixtures.previews import PreviewApi, unique_app, wait_until
+from tests.fixtures.workers import ThreadWorker
 from tests.helpers import PASSWORD, Account
 
 
@@ -142,3 +157,173 @@ def test_logins_do_not_hold_a_connection_while_hashing(
         with ThreadPoolExecutor(max_workers=8) as pool:
             statuses = list(pool.map(login, accounts))
     assert statuses == [200] * 8
+
+
+def _checked_out(client: TestClient) -> int:
+    """Connections of the API's pool now in use."""
+    resources: Resources = client.app.state.resources  # type: ignore[attr-defined]
+    return int(resources.engine.pool.checkedout())  # type: ignore[attr-defined]
+
+
+JOINERS = 40
+
+
+def test_clients_waiting_on_a_build_leave_the_pool_to_everyone_else(
+    make_preview_settings: Callable[..., Settings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """40 clients join one build with `?wait=60` on a pool of 5 connections that answers 503
+    after 3 s: the build stays queued (no worker polls its task queue yet), every joiner
+    waits without a connection, and another user's requests keep answering. Then the owner
+    cancels the build, a worker starts and ends it, and every joiner gets that answer."""
+    settings = make_preview_settings(
+        temporal_task_queue_prefix=f"pool-{uuid.uuid4().hex[:8]}-",  # no worker here yet
+        bundler_work_dir=tmp_path / "bundler",
+        db_pool_size=5,
+        db_max_overflow=0,
+        db_pool_timeout_s=3,
+    )
+    # A spy, not a stub: counts the requests that reached the wait, then waits as before.
+    waiting = 0
+    lock = threading.Lock()
+    wait = JobLifecycle.wait
+
+    async def counted_wait(self: JobLifecycle[Any, Any], row: Any, timeout_s: float) -> Any:
+        nonlocal waiting
+        with lock:
+            waiting += 1
+        return await wait(self, row, timeout_s)
+
+    monkeypatch.setattr(JobLifecycle, "wait", counted_wait)
+
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        owner = PreviewApi(client, register_on(client))
+        other = ApiUser(client, register_on(client))
+        other.create_project()
+        project_id = owner.create_project()
+        files = unique_app()
+        first = owner.build(project_id, files, wait=0)
+        assert first.status_code == 202, first.text
+        build_id = first.json()["build_id"]
+        assert first.json()["status"] == "queued"
+
+        with ThreadPoolExecutor(max_workers=JOINERS) as pool:
+            joins = [pool.submit(owner.build, project_id, files, wait=60) for _ in range(JOINERS)]
+            wait_until(lambda: waiting == JOINERS, 120, f"{JOINERS} clients waiting")
+            wait_until(lambda: _checked_out(client) == 0, 30, "the waiters' connections back")
+
+            others: list[int] = []
+            in_use: list[int] = []
+            for _ in range(10):
+                for path in ("/api/v1/projects", "/api/v1/users/me"):
+                    others.append(client.get(path, headers=other.headers).status_code)
+                    in_use.append(_checked_out(client))
+            assert all(not join.done() for join in joins)  # all still waiting
+            assert others == [200] * len(others)
+            assert in_use == [0] * len(in_use)
+
+            cancelled = client.delete(f"/api/v1/preview/builds/{build_id}", headers=owner.headers)
+            assert cancelled.status_code == 202, cancelled.text
+            worker = ThreadWorker(settings).start()  # the cancellation reaches the workflow
+            try:
+                answers = [join.result() for join in joins]
+            finally:
+                worker.stop()
+
+    assert [answer.status_code for answer in answers] == [202] * JOINERS, {
+        answer.status_code: answer.text for answer in answers
+    }
+    assert [(answer.json()["build_id"], answer.json()["status"]) for answer in answers] == [
+        (build_id, "cancelled")
+    ] * JOINERS
+
+
+def _text_app() -> dict[str, str]:
+    """The example app without its image, as a zip of text files carries it."""
+    files = {path: content for path, content in unique_app().items() if isinstance(content, str)}
+    files["App.js"] = files["App.js"].replace("source={require('./assets/logo.png')}", "")
+    return files
+
+
+def _zip(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path, content in files.items():
+            archive.writestr(path, content)
+    return buffer.getvalue()
+
+
+@pytest.mark.usefixtures("preview_worker")
+def test_no_connection_is_held_across_parsing_hashing_storage_or_temporal(
+    preview_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spies (each calls the real thing) note how many pooled connections are in use when the
+    API parses and hashes sources, calls storage or calls Temporal. Requests are made one at a
+    time, so any connection in use is held by the request across that call."""
+    resources: Resources = preview_client.app.state.resources  # type: ignore[attr-defined]
+    seen: list[tuple[str, int]] = []
+
+    def spy(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def note() -> None:
+            seen.append((name, int(resources.engine.pool.checkedout())))  # type: ignore[attr-defined]
+
+        if asyncio.iscoroutinefunction(real):
+
+            async def spied_async(*args: Any, **kwargs: Any) -> Any:
+                note()
+                return await real(*args, **kwargs)
+
+            return spied_async
+
+        def spied(*args: Any, **kwargs: Any) -> Any:
+            note()
+            return real(*args, **kwargs)
+
+        return spied
+
+    for name in ("from_archive", "from_inline"):
+        monkeypatch.setattr(source_service, name, spy(name, getattr(source_service, name)))
+    for name in ("exists", "upload_bytes", "get_bytes", "get_signed_url"):
+        storage_call = getattr(resources.storage, name)
+        monkeypatch.setattr(resources.storage, name, spy(f"storage.{name}", storage_call))
+    monkeypatch.setattr(lifecycle, "start_or_join", spy("temporal.start", start_or_join))
+    handle = JobLifecycle._handle
+    monkeypatch.setattr(
+        JobLifecycle, "_handle", lambda self, row: spy("temporal.handle", handle)(self, row)
+    )
+
+    api = PreviewApi(preview_client, register_on(preview_client))
+    project_id = api.create_project()
+    files = _text_app()
+    uploaded = api.upload_sources(project_id, _zip(files))
+    assert uploaded.status_code == 201, uploaded.text
+    source_id = uploaded.json()["source_id"]
+    accepted = api.build(project_id, source_id=source_id, wait=0)
+    assert accepted.status_code == 202, accepted.text
+    build_id = accepted.json()["build_id"]
+    assert api.status(build_id).status_code == 200  # while it runs: asks Temporal
+    ready = api.build(project_id, source_id=source_id, wait=60)  # joins it and waits
+    assert ready.status_code == 200, ready.text
+    inline = api.build(project_id, files, wait=0)  # the same sources, ready in storage
+    assert inline.status_code == 200, inline.text
+    assert inline.json()["build_id"] == build_id
+    assert api.status(build_id).status_code == 200
+    listed = preview_client.get(
+        f"/api/v1/preview/builds?project_id={project_id}", headers=api.headers
+    )
+    assert listed.status_code == 200, listed.text
+    manifest = preview_client.get(f"/api/v1/preview/manifest?token={ready.json()['token']}")
+    assert manifest.status_code == 200, manifest.text
+
+    assert {name for name, _ in seen} >= {
+        "from_archive",
+        "from_inline",
+        "storage.exists",
+        "storage.upload_bytes",
+        "storage.get_bytes",
+        "storage.get_signed_url",
+        "temporal.start",
+        "temporal.handle",
+    }
+    assert [(name, in_use) for name, in_use in seen if in_use] == []
