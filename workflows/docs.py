@@ -22,6 +22,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
+from workflows.outcomes import announce_outcome, record_outcome
+
 with workflow.unsafe.imports_passed_through():
     from contracts.docs import (
         ASSEMBLE_DOC_JOB,
@@ -61,17 +63,6 @@ STEP_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=5,
     non_retryable_error_types=[FailureType.INVALID_RESULT, FailureType.JOB_NOT_FOUND],
-)
-BOOKKEEPING_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
-)
-# Announcing an outcome is idempotent (one notification per run, see `notify_doc_outcome`) and
-# a failed publish is not an error; what is retried is a database that refuses, for ~10 min.
-NOTIFY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=25,
 )
 
 
@@ -170,25 +161,8 @@ class DocPassWorkflow:
             error=error,
         )
         if phase != DocPhase.COMPLETED:  # assemble_doc_job recorded the completed ones
-            await workflow.execute_activity(
-                RECORD_DOC_OUTCOME,
-                outcome,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=BOOKKEEPING_RETRY,
-            )
-        try:
-            await workflow.execute_activity(
-                NOTIFY_DOC_OUTCOME,
-                outcome,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=NOTIFY_RETRY,
-            )
-        except ActivityError as failure:
-            if is_cancelled_exception(failure):
-                raise
-            # Recorded but not announced (the database stayed down past every attempt): the
-            # job's result stands; its owner sees it in the job's status.
-            workflow.logger.warning("job %s: its outcome was not announced", request.job_id)
+            await record_outcome(RECORD_DOC_OUTCOME, outcome)
+        await announce_outcome(NOTIFY_DOC_OUTCOME, outcome, f"job {request.job_id}")
 
     def _elapsed_ms(self, request: DocJobInput) -> int:
         return int((workflow.now() - request.requested_at).total_seconds() * 1000)

@@ -15,6 +15,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
+from workflows.outcomes import announce_outcome, record_outcome
+
 with workflow.unsafe.imports_passed_through():
     from contracts.errors import ErrorCode
     from contracts.failures import job_error, job_failure
@@ -39,17 +41,6 @@ BUILD_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=5,
     non_retryable_error_types=list(FINAL_PREVIEW_ERRORS),
-)
-BOOKKEEPING_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
-)
-# Announcing an outcome is idempotent (one notification per run, see `notify_preview_outcome`)
-# and a failed publish is not an error; what is retried is a database that refuses, for ~10 min.
-NOTIFY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=25,
 )
 
 
@@ -100,22 +91,5 @@ class PreviewBuildWorkflow:
             artifacts=artifacts,
             error=error,
         )
-        await workflow.execute_activity(
-            RECORD_PREVIEW_OUTCOME,
-            outcome,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=BOOKKEEPING_RETRY,
-        )
-        try:
-            await workflow.execute_activity(
-                NOTIFY_PREVIEW_OUTCOME,
-                outcome,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=NOTIFY_RETRY,
-            )
-        except ActivityError as failure:
-            if is_cancelled_exception(failure):
-                raise
-            # Recorded but not announced (the database stayed down past every attempt): the
-            # build's result stands; its owner sees it in the build's status.
-            workflow.logger.warning("build %s: its outcome was not announced", request.build_id)
+        await record_outcome(RECORD_PREVIEW_OUTCOME, outcome)
+        await announce_outcome(NOTIFY_PREVIEW_OUTCOME, outcome, f"build {request.build_id}")
