@@ -115,7 +115,7 @@ async def open_worker(settings: Settings, queue: str) -> AsyncIterator[RunningWo
             default_heartbeat_throttle_interval=timedelta(seconds=1),
             **options,
         )
-        if queue == TaskQueue.CPU:
+        if queue == TaskQueue.CPU and settings.retention_schedule:
             await ensure_retention_schedule(client, settings)
         async with worker:
             log.info("worker started", extra={"task_queue": settings.task_queue(queue)})

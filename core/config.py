@@ -208,6 +208,10 @@ class Settings(BaseSettings):
     # of it, whichever is later; its object goes once no project uses it. 0 keeps sources.
     source_retention_days: Annotated[int, Field(ge=0)] = 30
     retention_sweep_interval_s: Annotated[int, Field(ge=60)] = 3600
+    # Whether a starting cpu_tasks worker creates (or updates) that schedule. Off where the
+    # schedule is managed elsewhere, and in tests, whose many short-lived workers would each
+    # leave a schedule of their own behind.
+    retention_schedule: bool = True
     # Rows (and their objects) removed per activity call: every batch is one short transaction.
     retention_batch_size: Annotated[int, Field(ge=1, le=1000)] = 200
     # Objects that no row names (left by a deleted project or an upload cut short) are removed

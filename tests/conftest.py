@@ -75,6 +75,8 @@ def make_settings(database_url: str, redis_prefix: str, log_dir: Path) -> Callab
             "quota_running_builds": 1_000,
             "quota_running_doc_jobs": 1_000,
             "quota_shares": 10_000,
+            # Workers come and go with the tests; the schedule's own test creates it.
+            "retention_schedule": False,
             # Nothing listens on port 1: tests that need Temporal ask for `temporal_address`.
             "temporal_address": "127.0.0.1:1",
         }

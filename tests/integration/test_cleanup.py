@@ -347,3 +347,29 @@ def test_the_retention_schedule_is_created_once_and_updated(
     assert intervals[0].every.total_seconds() == 600
     assert description.schedule.action.workflow == RETENTION_WORKFLOW
     assert description.schedule.action.task_queue == first.task_queue("cpu_tasks")
+
+
+def test_a_starting_cpu_worker_creates_the_schedule_unless_told_not_to(
+    make_preview_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    scheduling, not_scheduling = (
+        make_preview_settings(
+            temporal_task_queue_prefix=f"sched-{uuid.uuid4().hex[:8]}-",
+            bundler_work_dir=tmp_path / name,
+            retention_schedule=enabled,
+        )
+        for name, enabled in (("on", True), ("off", False))
+    )
+    for settings in (scheduling, not_scheduling):
+        ThreadWorker(settings).start().stop()
+
+    async def schedules(client: Client) -> list[str]:
+        found = [schedule.id async for schedule in await client.list_schedules()]
+        for settings in (scheduling, not_scheduling):
+            if retention_schedule_id(settings) in found:
+                await client.get_schedule_handle(retention_schedule_id(settings)).delete()
+        return found
+
+    found = with_temporal(scheduling, schedules)
+    assert retention_schedule_id(scheduling) in found
+    assert retention_schedule_id(not_scheduling) not in found
