@@ -23,6 +23,10 @@ from typing import Any
 
 from core.config import Settings
 
+# JSON leaves these unescaped, but line readers (Python's splitlines, some log shippers) end a
+# line at them: a value a client chose (a path, a name) must not split or forge a log line.
+_LINE_BREAKS_ESCAPED = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
 
 @dataclass
 class RequestContext:
@@ -143,7 +147,7 @@ class JsonFormatter(logging.Formatter):
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
             entry["exception"] = self.redactor.text(record.exc_text)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return json.dumps(entry, default=str, ensure_ascii=False).translate(_LINE_BREAKS_ESCAPED)
 
 
 class _ContextQueueHandler(logging.handlers.QueueHandler):

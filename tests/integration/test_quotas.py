@@ -18,8 +18,11 @@ import redis.asyncio as aioredis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from contracts.docs import doc_workflow_id
+from contracts.previews import preview_workflow_id
 from core.config import Settings
 from core.ratelimit import MemoryRunningJobs, RedisRunningJobs, RunningJobs
+from core.temporal import connect_temporal
 from tests.fixtures.api import register_on
 from tests.fixtures.docs import DocsApi
 from tests.fixtures.previews import PreviewApi, unique_app
@@ -43,14 +46,29 @@ def api(settings: Settings) -> Iterator[TestClient]:
         yield client
 
 
-def record_end(database_url: str, table: str, column: str, value: str, status: str) -> None:
-    """What a job's workflow writes last: how the job ended."""
+def record_end(
+    database_url: str,
+    settings: Settings,
+    table: str,
+    column: str,
+    value: str,
+    status: str,
+    workflow_id: str,
+) -> None:
+    """What a job's workflow writes last: how the job ended; then its run closes (here it is
+    terminated: no worker polls these queues)."""
     with psycopg.connect(libpq_url(database_url), autocommit=True) as connection:
         updated = connection.execute(
             f"UPDATE {table} SET status = %s, completed_at = now() WHERE {column} = %s",  # noqa: S608
             (status, value),
         ).rowcount
     assert updated == 1
+
+    async def close_run() -> None:
+        client = await connect_temporal(settings, lazy=False)
+        await client.get_workflow_handle(workflow_id).terminate(reason=f"test: {status}")
+
+    asyncio.run(close_run())
 
 
 def assert_quota_refused(response: Any, max_retry_after: int) -> None:
@@ -93,7 +111,15 @@ def test_running_documentation_jobs_are_limited_per_account(
         assert taken.status_code == 202, taken.text
 
         # The first job completes: asked again it is answered as it is, and its slot is free.
-        record_end(database_url, "ai_requests", "id", first_id, "completed")
+        record_end(
+            database_url,
+            settings,
+            "ai_requests",
+            "id",
+            first_id,
+            "completed",
+            doc_workflow_id(uuid.UUID(first_id)),
+        )
         answered = submit(1)
         assert answered.status_code == 202
         assert answered.json() | {"status_url": None} == {
@@ -105,7 +131,15 @@ def test_running_documentation_jobs_are_limited_per_account(
         assert third.status_code == 202, third.text
 
         # The second fails, and runs again when asked: in the slot it held, no second one.
-        record_end(database_url, "ai_requests", "id", second_id, "failed")
+        record_end(
+            database_url,
+            settings,
+            "ai_requests",
+            "id",
+            second_id,
+            "failed",
+            doc_workflow_id(uuid.UUID(second_id)),
+        )
         again = submit(2)
         assert again.status_code == 202, again.text
         assert again.json()["job_id"] == second_id
@@ -130,7 +164,15 @@ def test_running_builds_are_limited_per_account(
         assert_quota_refused(user.build(project, apps[2], wait=0), max_retry_after=15)
 
         # The first build fails: its slot is free for the third.
-        record_end(database_url, "preview_logs", "build_id", first_id, "failed")
+        record_end(
+            database_url,
+            settings,
+            "preview_logs",
+            "build_id",
+            first_id,
+            "failed",
+            preview_workflow_id(first_id),
+        )
         third = user.build(project, apps[2], wait=0)
         assert third.status_code == 202, third.text
 

@@ -76,6 +76,16 @@ def test_formatter_writes_one_json_object_per_record() -> None:
     assert entry["timestamp"].endswith("+00:00")
 
 
+def test_a_client_chosen_value_cannot_split_a_log_line() -> None:
+    """NEL and the Unicode line and paragraph separators pass through JSON unescaped, and line
+    readers end lines at them (a fuzzed request path did, breaking the log's one-line records)."""
+    formatter = JsonFormatter("svc", Redactor([]))
+    path = "/api/v1/projects/a\x85b\u2028c\u2029d\nforged é"
+    line = formatter.format(_record("request", path=path))
+    assert len(line.splitlines()) == 1
+    assert json.loads(line)["path"] == path
+
+
 def test_formatter_redacts_tracebacks() -> None:
     formatter = JsonFormatter("svc", Redactor(["s3cr3t-value"]))
     try:
