@@ -175,6 +175,25 @@ class Settings(BaseSettings):
     # puts Unix sockets in it and their paths may not exceed 107 bytes.
     inference_ray_dir: Path = Path(tempfile.gettempdir()) / "hivesync-ray"
 
+    # GPU autoscaler: runtime (`hivesync autoscaler`). Every AUTOSCALER_INTERVAL_S it reads
+    # gpu_tasks' backlog (and GPU use when AUTOSCALER_PROMETHEUS_URL is set), decides, and writes
+    # the Serve deployment's autoscaling floor (min_replicas) into the RayService's
+    # serveConfigV2. Dry-run logs and reports the patch it would make and patches nothing.
+    autoscaler_interval_s: Annotated[float, Field(gt=0)] = 15.0
+    autoscaler_dry_run: bool = False
+    autoscaler_namespace: str = "hivesync"
+    autoscaler_rayservice: str = "hivesync-inference"
+    # The application and deployment in serveConfigV2 whose min_replicas the autoscaler sets.
+    autoscaler_serve_app: str = "hivesync-inference"
+    autoscaler_serve_deployment: str = "LocalModel"
+    # Prometheus's base URL (e.g. http://prometheus:9090); None = GPU use is not read.
+    autoscaler_prometheus_url: str | None = None
+    # A PromQL query answering the GPU pool's mean utilisation as a 0..1 fraction.
+    autoscaler_gpu_query: str = "avg(DCGM_FI_DEV_GPU_UTIL) / 100"
+    # Where /status (JSON), /metrics (Prometheus) and /health are served.
+    autoscaler_host: str = "127.0.0.1"
+    autoscaler_port: Annotated[int, Field(ge=1, le=65535)] = 8020
+
     # Preview builds
     preview_max_timeout_ms: Annotated[int, Field(ge=100)] = 120_000
     # Request bodies that carry sources (inline files, archives) may be this large.
