@@ -11,6 +11,7 @@ import signal
 from collections.abc import Iterator
 
 import httpx
+import typer
 import uvicorn
 
 from core.config import Settings
@@ -106,6 +107,7 @@ def run_autoscaler(settings: Settings) -> None:
         asyncio.run(main())
     except NoClusterError as error:
         log.error("autoscaler cannot start", extra={"error": str(error)})
+        typer.secho(f"hivesync autoscaler: {error}", fg=typer.colors.RED, err=True)
         flush_logging()
         raise SystemExit(2) from error
     finally:

@@ -88,7 +88,9 @@ class Autoscaler:
     async def _evaluate(self) -> bool:
         try:
             readings = await self.sensors.read()
-        except RPCError as error:
+        except (RPCError, RuntimeError) as error:
+            # RPCError: Temporal answered with an error; RuntimeError: the (lazy) client could
+            # not connect at all.
             self._failed("sensors", "temporal", f"Temporal did not answer: {error}")
             return False
         self._observe(readings)

@@ -75,9 +75,7 @@ def test_the_loop_scales_from_zero_and_reports_refusals(
         ):
             kmock.add_rayservice()
             target = Target(NAMESPACE, NAME, NAME, "LocalModel")
-            actuator = RayServiceActuator(
-                custom_objects_api(str(kmock.url)), target, dry_run=False
-            )
+            actuator = RayServiceActuator(custom_objects_api(str(kmock.url)), target, dry_run=False)
             autoscaler = Autoscaler(
                 QueueSensors(settings, client, http), actuator, Policy(config), interval_s=15
             )
@@ -112,9 +110,12 @@ def test_the_loop_scales_from_zero_and_reports_refusals(
             assert status["sensors"]["queues"][gpu_queue]["backlog"] >= WORKFLOWS
             assert set(status["sensors"]["queues"]) == {gpu_queue, cpu_queue}
             assert status["last_patch"] is None
-            assert deployment_config(kmock.stored()["spec"]["serveConfigV2"])[
-                "autoscaling_config"
-            ]["min_replicas"] == 0
+            assert (
+                deployment_config(kmock.stored()["spec"]["serveConfigV2"])["autoscaling_config"][
+                    "min_replicas"
+                ]
+                == 0
+            )
 
             # 2. Someone else changes the RayService between our read and our patch: 409.
             kmock.verbs = {"get", "patch"}
@@ -132,9 +133,12 @@ def test_the_loop_scales_from_zero_and_reports_refusals(
             assert status["last_patch"]["desired"] == 3
             assert status["last_change_at"] is not None
             assert status["evaluations"] == 3
-            assert deployment_config(kmock.stored()["spec"]["serveConfigV2"])[
-                "autoscaling_config"
-            ]["min_replicas"] == 3
+            assert (
+                deployment_config(kmock.stored()["spec"]["serveConfigV2"])["autoscaling_config"][
+                    "min_replicas"
+                ]
+                == 3
+            )
 
             # 4. The floor now reads 3: inside the cooldown the decision holds.
             await autoscaler.evaluate()
@@ -158,6 +162,47 @@ def test_the_loop_scales_from_zero_and_reports_refusals(
             pollers_key = ("hivesync_autoscaler_queue_pollers", (("task_queue", cpu_queue),))
             assert values[pollers_key] >= 1
             assert ("hivesync_autoscaler_gpu_utilization", ()) in values
+            await status_app.aclose()
+
+    asyncio.run(main())
+
+
+def test_an_unreachable_temporal_is_reported_and_the_loop_goes_on(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # Nothing listens on port 1. Dry-run without a cluster: nothing else is needed.
+    settings = make_settings(temporal_address="127.0.0.1:1")
+
+    async def main() -> None:
+        target = Target(NAMESPACE, NAME, NAME, "LocalModel")
+        async with httpx.AsyncClient() as http:
+            autoscaler = Autoscaler(
+                QueueSensors(settings, await connect_temporal(settings), http),
+                RayServiceActuator(None, target, dry_run=True),
+                Policy(PolicyConfig.from_settings(settings)),
+                interval_s=0.01,
+            )
+            stop = asyncio.Event()
+            running = asyncio.create_task(autoscaler.run(stop))
+            while autoscaler.evaluations < 2:  # noqa: ASYNC110 (the loop sets no event)
+                await asyncio.sleep(0.01)
+            stop.set()
+            await running
+            status_app = httpx.AsyncClient(
+                transport=httpx.ASGITransport(create_status_app(autoscaler)),
+                base_url="http://autoscaler",
+            )
+            assert (await status_app.get("/health")).status_code == 200
+            status = (await status_app.get("/status")).json()
+            assert status["last_evaluation_ok"] is False
+            assert status["last_error"]["stage"] == "sensors"
+            assert "Temporal did not answer" in status["last_error"]["message"]
+            assert status["desired"] is None  # a blind reading decides nothing
+            values = samples((await status_app.get("/metrics")).text)
+            failures = values[
+                ("hivesync_autoscaler_evaluation_failures_total", (("stage", "sensors"),))
+            ]
+            assert failures >= 2
             await status_app.aclose()
 
     asyncio.run(main())
