@@ -17,7 +17,7 @@ from temporalio.worker import Worker
 from contracts.jobs import TaskQueue
 from core.config import Settings
 from core.temporal import connect_temporal
-from inference.autoscaler.sensors import QueueSensors, Readings, utilization_from_answer
+from inference.autoscaler.sensors import QueueSensors, Readings
 from tests.fixtures.gpu_calls import GpuCallWorkflow, gpu_call
 
 WORKFLOWS = 6
@@ -92,32 +92,6 @@ def test_backlog_and_pollers_of_gpu_tasks(
                 assert readings.sensors.backlog_age_s == 0
 
     asyncio.run(main())
-
-
-def test_gpu_utilization_from_prometheus_answers() -> None:
-    vector = {
-        "status": "success",
-        "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1.7e9, "0.42"]}]},
-    }
-    assert utilization_from_answer(vector) == pytest.approx(0.42)
-    scalar = {"status": "success", "data": {"resultType": "scalar", "result": [1.7e9, "1.3"]}}
-    assert utilization_from_answer(scalar) == 1.0  # clamped
-    empty = {"status": "success", "data": {"resultType": "vector", "result": []}}
-    assert utilization_from_answer(empty) is None  # no GPU reports (pool at zero)
-    nan = {"status": "success", "data": {"resultType": "scalar", "result": [1.7e9, "NaN"]}}
-    assert utilization_from_answer(nan) is None
-    with pytest.raises(ValueError, match="several series"):
-        utilization_from_answer(
-            {
-                "status": "success",
-                "data": {
-                    "resultType": "vector",
-                    "result": [{"value": [0, "0.1"]}, {"value": [0, "0.2"]}],
-                },
-            }
-        )
-    with pytest.raises(ValueError, match="query failed"):
-        utilization_from_answer({"status": "error", "error": "parse error"})
 
 
 def test_an_unreachable_prometheus_gives_no_utilization_and_a_warning(
