@@ -38,10 +38,12 @@ TARGET = Target(namespace=NAMESPACE, rayservice=NAME, app=NAME, deployment="Loca
 Scenario = Callable[[RayServiceApi, RayServiceActuator], Awaitable[None]]
 
 
-def run(scenario: Scenario, *, dry_run: bool = False) -> None:
+def run(
+    scenario: Scenario, *, dry_run: bool = False, manifest: dict[str, Any] | None = None
+) -> None:
     async def main() -> None:
         async with RayServiceApi() as kmock, Server(kmock):
-            kmock.add_rayservice()
+            kmock.add_rayservice(manifest)
             actuator = RayServiceActuator(
                 custom_objects_api(str(kmock.url)), TARGET, dry_run=dry_run
             )
@@ -112,6 +114,30 @@ def test_the_floor_is_patched_and_read_back() -> None:
         assert "resourceVersion" in first.data["metadata"]
 
     run(scenario)
+
+
+def test_the_shipped_rayservice_is_patched_and_read_back() -> None:
+    """k8s/base's RayService, as kustomize's base holds it."""
+    path = Path(__file__).parents[2] / "k8s" / "base" / "rayservice.yaml"
+    if not path.is_file():
+        pytest.skip("no k8s/base/rayservice.yaml in this checkout")
+    manifest = yaml.safe_load(path.read_text())
+    assert manifest["metadata"]["name"] == NAME
+
+    async def scenario(kmock: RayServiceApi, actuator: RayServiceActuator) -> None:
+        before = copy.deepcopy(kmock.stored())
+        floor = await actuator.read()
+        desired = floor.current + 2
+        await actuator.apply(floor, desired)
+        after = kmock.stored()
+        autoscaling = deployment_config(after["spec"]["serveConfigV2"])["autoscaling_config"]
+        assert autoscaling["min_replicas"] == desired
+        assert autoscaling["max_replicas"] >= desired
+        assert autoscaling.get("initial_replicas", desired) >= desired
+        assert without_floor(after) == without_floor(before)
+        assert (await actuator.read()).current == desired
+
+    run(scenario, manifest=manifest)
 
 
 def test_a_refused_patch_is_reported() -> None:
