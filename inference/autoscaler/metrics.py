@@ -69,7 +69,7 @@ class AutoscalerMetrics:
         )
         self.evaluation_failures = Counter(
             "hivesync_autoscaler_evaluation_failures",
-            "Evaluations that could not decide, by stage (sensors, read)",
+            "Evaluations that could not decide, by stage (sensors, read, internal)",
             ["stage"],
             registry=registry,
         )

@@ -36,7 +36,7 @@ log = logging.getLogger("hivesync.autoscaler")
 @dataclass(frozen=True)
 class ErrorReport:
     at: str  # ISO 8601, UTC
-    stage: str  # sensors | read | patch
+    stage: str  # sensors | read | patch | internal
     reason: str
     message: str
 
@@ -72,7 +72,17 @@ class Autoscaler:
     async def run(self, stop: asyncio.Event) -> None:
         """Evaluate every interval until `stop` is set."""
         while not stop.is_set():
-            await self.evaluate()
+            try:
+                await self.evaluate()
+            except Exception as error:
+                # A bug (or an answer nobody foresaw) is reported like any failure; the next
+                # evaluation may well succeed, and scaling must not stop for one bad reading.
+                log.exception("autoscaler evaluation crashed")
+                self.metrics.evaluation_failures.labels(stage="internal").inc()
+                self.last_error = ErrorReport(
+                    datetime.now(UTC).isoformat(), "internal", type(error).__name__, str(error)
+                )
+                self.last_evaluation_ok = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
 
