@@ -251,7 +251,8 @@ class Policy:
             return low, Rule.IDLE, f"no work for {idle_for:.0f} s: down {current} -> {low}"
         # Work seen within the idle time keeps one replica: only the idle rule goes below it.
         excess_for = t - self._last_full_t
-        if current > max(low, 1) and excess_for >= config.cooldown_s and cooldown_left == 0:
+        excess = not self._needs_every_replica(current, sensors) and cooldown_left == 0
+        if excess and current > max(low, 1) and excess_for >= config.cooldown_s:
             reason = (
                 f"backlog <= {self._down_threshold(current):g} ({current - 1} x {target} per "
                 f"replica - {hysteresis:.0%}) for {excess_for:.0f} s: "
