@@ -237,6 +237,12 @@ def test_bounds_are_restored_at_once() -> None:
     assert Policy(config).decide(0, 0, sensors()) == Decision(
         1, "below the minimum 1: up 0 -> 1", 180, Rule.BELOW_MIN
     )
+    # Below the minimum with work waiting: as far up as the other rules ask, and no cooldown.
+    policy = Policy(replace(CONFIG, min_replicas=3))
+    decision = policy.decide(0, 0, sensors(backlog=500, pollers=0))
+    assert (decision.desired, decision.rule) == (3, Rule.FROM_ZERO)
+    decision = policy.decide(15, 1, sensors(backlog=500, pollers=0))
+    assert decision.reason == "backlog 500 > 1 x 16 per replica + 25%: up 1 -> 3 (step 2; 4 wanted)"
     decision = Policy(config).decide(0, 7, sensors(backlog=900))
     assert (decision.desired, decision.reason) == (4, "above the maximum 4: down 7 -> 4")
 
