@@ -4,7 +4,8 @@ Pure and deterministic: no I/O and no clock (the caller passes the time), so tha
 replays to the same decisions (`hivesync autoscaler replay`). Each evaluation applies the first
 rule that fits:
 
-1. Bounds: a count outside [min, max] is brought back at once.
+1. Bounds: a count outside [min, max] is brought back at once (below the minimum, further up
+   when the rules below ask for more).
 2. From zero: work waits and no replica runs: up at once, even inside a cooldown (a pool at zero
    serves nothing, so nothing is gained by waiting).
 3. Up: the backlog asks for more replicas than run (`ceil(backlog / target per replica)`, at
@@ -34,7 +35,9 @@ of a pool at zero or starting (a gpu_tasks worker polls only while its model ser
 a reason to wait: pollers only annotate the reasons.
 
 The policy keeps only the time and direction of the last change, and the last times work was seen
-and every replica was needed. A decided change that the next call's `current` does not show (the
+and every replica was needed; a new policy (the autoscaler restarted) takes its first reading as
+the last time both were true, so it steps down only after a whole cooldown or idle time of its own
+readings. A decided change that the next call's `current` does not show (the
 actuator failed, or someone else set the count) is forgotten, so its cooldown does not hold.
 """
 
@@ -209,8 +212,6 @@ class Policy:
         low, high = config.min_replicas, config.max_replicas
         backlog, target = sensors.backlog, config.target_backlog_per_replica
         hysteresis = config.hysteresis
-        if current < low:
-            return low, Rule.BELOW_MIN, f"below the minimum {low}: up {current} -> {low}"
         if current > high:
             return high, Rule.ABOVE_MAX, f"above the maximum {high}: down {current} -> {high}"
         cooldown_left = self._cooldown_left(t)
@@ -230,18 +231,22 @@ class Policy:
             last_direction = 0 if self._last_change is None else self._last_change.direction
             if current == 0:
                 rule, why = Rule.FROM_ZERO, f"work waits with no replica: backlog {backlog}"
-            elif cooldown_left > 0 and not (urgent and last_direction == 1):
+            elif cooldown_left > 0 and current >= low and not (urgent and last_direction == 1):
                 reason = f"{why}, {cooling} (up to {wanted} after it){starting}"
                 return current, Rule.COOLDOWN, reason
             elif urgent:
                 rule = Rule.URGENT
             desired = wanted if urgent else min(wanted, current + config.scale_up_step)
+            desired = max(desired, low)  # never below the minimum, whatever the step
             note = ""
             if urgent:
                 note = f" (urgent: oldest task waited {sensors.backlog_age_s:.0f} s)"
             elif desired < wanted:
                 note = f" (step {config.scale_up_step}; {wanted} wanted)"
             return desired, rule, f"{why}: up {current} -> {desired}{note}"
+
+        if current < low:
+            return low, Rule.BELOW_MIN, f"below the minimum {low}: up {current} -> {low}"
 
         # Down.
         idle_for = t - self._last_work_t
@@ -251,7 +256,8 @@ class Policy:
             return low, Rule.IDLE, f"no work for {idle_for:.0f} s: down {current} -> {low}"
         # Work seen within the idle time keeps one replica: only the idle rule goes below it.
         excess_for = t - self._last_full_t
-        if current > max(low, 1) and excess_for >= config.cooldown_s and cooldown_left == 0:
+        excess = not self._needs_every_replica(current, sensors) and cooldown_left == 0
+        if excess and current > max(low, 1) and excess_for >= config.cooldown_s:
             reason = (
                 f"backlog <= {self._down_threshold(current):g} ({current - 1} x {target} per "
                 f"replica - {hysteresis:.0%}) for {excess_for:.0f} s: "
