@@ -10,10 +10,12 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
+from cli.autoscaler import app as autoscaler_app
 from contracts.jobs import TaskQueue
 from core.config import Settings, load_settings, rate_limiter_problem
 
 app = typer.Typer(help="HiveSync backend", no_args_is_help=True, add_completion=False)
+app.add_typer(autoscaler_app, name="autoscaler")
 
 
 def _fail(message: str) -> NoReturn:

@@ -175,6 +175,50 @@ class Settings(BaseSettings):
     # puts Unix sockets in it and their paths may not exceed 107 bytes.
     inference_ray_dir: Path = Path(tempfile.gettempdir()) / "hivesync-ray"
 
+    # GPU autoscaler: policy (`hivesync autoscaler`; inference/autoscaler/policy.py says how it
+    # decides). Replicas of the GPU pool's model deployment: the minimum (0 = scale to zero when
+    # idle) and the maximum.
+    autoscaler_min_replicas: Annotated[int, Field(ge=0)] = 0
+    autoscaler_max_replicas: Annotated[int, Field(ge=1)] = 4
+    # Tasks waiting in gpu_tasks that one replica is expected to absorb: the backlog asks for
+    # ceil(backlog / this) replicas.
+    autoscaler_target_backlog_per_replica: Annotated[int, Field(ge=1)] = 16
+    # Replicas added per change at most, unless the oldest waiting task has waited this long:
+    # then straight to what the backlog asks for (even inside a cooldown that follows a scale-up).
+    autoscaler_scale_up_step: Annotated[int, Field(ge=1)] = 2
+    autoscaler_urgent_backlog_age_s: Annotated[float, Field(ge=0)] = 60.0
+    # Up only when the backlog exceeds what the replicas handle by this fraction; down only when
+    # it stays below what one replica fewer handles, less this fraction.
+    autoscaler_hysteresis: Annotated[float, Field(ge=0, lt=1)] = 0.25
+    # After each change no other change for this long (except leaving zero when work waits, and
+    # an urgent scale-up); a step down also needs this long of readings that agree.
+    autoscaler_cooldown_s: Annotated[float, Field(ge=0)] = 180.0
+    # No backlog and GPUs idle for this long: down to the minimum.
+    autoscaler_idle_s: Annotated[float, Field(ge=0)] = 900.0
+    # GPU use (0..1, when AUTOSCALER_PROMETHEUS_URL is set) above which waiting work warrants one
+    # more replica (and no step down), and below which the GPUs count as idle.
+    autoscaler_gpu_busy_utilization: Annotated[float, Field(gt=0, le=1)] = 0.85
+    autoscaler_gpu_idle_utilization: Annotated[float, Field(ge=0, lt=1)] = 0.05
+
+    # GPU autoscaler: runtime (`hivesync autoscaler`). Every AUTOSCALER_INTERVAL_S it reads
+    # gpu_tasks' backlog (and GPU use when AUTOSCALER_PROMETHEUS_URL is set), decides, and writes
+    # the Serve deployment's autoscaling floor (min_replicas) into the RayService's
+    # serveConfigV2. Dry-run logs and reports the patch it would make and patches nothing.
+    autoscaler_interval_s: Annotated[float, Field(gt=0)] = 15.0
+    autoscaler_dry_run: bool = False
+    autoscaler_namespace: str = "hivesync"
+    autoscaler_rayservice: str = "hivesync-inference"
+    # The application and deployment in serveConfigV2 whose min_replicas the autoscaler sets.
+    autoscaler_serve_app: str = "hivesync-inference"
+    autoscaler_serve_deployment: str = "LocalModel"
+    # Prometheus's base URL (e.g. http://prometheus:9090); None = GPU use is not read.
+    autoscaler_prometheus_url: str | None = None
+    # A PromQL query answering the GPU pool's mean utilisation as a 0..1 fraction.
+    autoscaler_gpu_query: str = "avg(DCGM_FI_DEV_GPU_UTIL) / 100"
+    # Where /status (JSON), /metrics (Prometheus) and /health are served.
+    autoscaler_host: str = "127.0.0.1"
+    autoscaler_port: Annotated[int, Field(ge=1, le=65535)] = 8020
+
     # Preview builds
     preview_max_timeout_ms: Annotated[int, Field(ge=100)] = 120_000
     # Request bodies that carry sources (inline files, archives) may be this large.
