@@ -28,7 +28,7 @@ from core.config import Settings
 from core.queues import describe_queue
 from tests.fixtures.servers import OwnTemporal, PrivateRedis
 from tests.fixtures.storage import SeaweedFS
-from tests.fixtures.workers import QueuePoller, ThreadWorker
+from tests.fixtures.workers import QueuePoller, ThreadWorker, wait_until_polled
 from tests.helpers import REDIS_URL, TEST_JWT_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,9 +140,15 @@ def test_everything_up(
         "autoscaler_status_url": autoscaler_status_url,
     }
     settings = make_settings(**values)
+
+    async def gpu_polled() -> None:
+        client = await Client.connect(temporal_address)
+        await wait_until_polled(client, settings.task_queue(TaskQueue.GPU))
+
     cpu = QueuePoller(settings, TaskQueue.CPU).start()
     gpu = ThreadWorker(settings, TaskQueue.GPU).start()  # the real gpu_tasks worker
     try:
+        asyncio.run(gpu_polled())
         as_json = run_health(tmp_path, values, "--json")
         table = run_health(tmp_path, values)
     finally:
