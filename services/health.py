@@ -272,8 +272,9 @@ def describe_autoscaler(state: dict[str, Any]) -> tuple[str, str | None]:
         parts.append(str(decision["reason"]))
     if state.get("dry_run"):
         parts.append("dry run")
-    if state.get("cooldown_left_s"):
-        parts.append(f"cooldown {float(state['cooldown_left_s']):.0f} s left")
+    cooldown = state.get("cooldown_left_s")
+    if isinstance(cooldown, int | float) and cooldown > 0:
+        parts.append(f"cooldown {cooldown:.0f} s left")
     error = state.get("last_error") or decision.get("error")
     return ("; ".join(parts) or "no decision yet"), (str(error) if error else None)
 
@@ -398,11 +399,51 @@ async def _temporal_and_queues(settings: Settings) -> list[CheckResult]:
     return [temporal, *(_queue_result(report, latency_ms) for report in reports)]
 
 
-async def _autoscaler(http: httpx.AsyncClient, url: str) -> CheckResult:
+async def _database(settings: Settings) -> CheckResult:
+    engine = create_engine(settings)
     try:
-        latency_ms, state = await autoscaler_state(http, url)
-    except ServiceUnavailable as exc:
-        return CheckResult("autoscaler", CheckStatus.FAIL, True, exc.message)
+        return await _result("database", True, check_database(engine), engine.dialect.name)
+    finally:
+        await engine.dispose()
+
+
+async def _redis(settings: Settings) -> CheckResult:
+    if settings.rate_limit_backend != "redis":
+        return _skipped("redis", "not used: RATE_LIMIT_BACKEND=memory")
+    redis = create_redis(settings)
+    try:
+        return await _result("redis", True, check_redis(redis), "PING answered")
+    finally:
+        await redis.aclose()
+
+
+async def _storage(settings: Settings) -> CheckResult:
+    storage = Storage(settings, connect_timeout_s=CHECK_TIMEOUT_S, read_timeout_s=CHECK_TIMEOUT_S)
+    try:
+        return await _result(
+            "storage", True, check_storage(storage), f"bucket {settings.r2_bucket}"
+        )
+    finally:
+        storage.client.close()
+
+
+async def _model_server(settings: Settings) -> CheckResult:
+    if not settings.local_ai_enabled:
+        return _skipped("model_server", "not used: LOCAL_AI_ENABLED=false")
+    async with httpx.AsyncClient(timeout=CHECK_TIMEOUT_S) as http:
+        return await _result(
+            "model_server", True, check_model_server(http, settings), "model loaded"
+        )
+
+
+async def _autoscaler(settings: Settings) -> CheckResult:
+    if not settings.autoscaler_status_url:
+        return _skipped("autoscaler", "not configured: AUTOSCALER_STATUS_URL is unset")
+    async with httpx.AsyncClient(timeout=CHECK_TIMEOUT_S) as http:
+        try:
+            latency_ms, state = await autoscaler_state(http, settings.autoscaler_status_url)
+        except ServiceUnavailable as exc:
+            return CheckResult("autoscaler", CheckStatus.FAIL, True, exc.message)
     decision, error = describe_autoscaler(state)
     if error:
         return CheckResult(
@@ -416,39 +457,31 @@ async def _autoscaler(http: httpx.AsyncClient, url: str) -> CheckResult:
     return CheckResult("autoscaler", CheckStatus.OK, True, decision, latency_ms, state)
 
 
-async def collect_report(settings: Settings) -> HealthReport:
-    """Every check at once, each within CHECK_TIMEOUT_S, on clients of its own."""
-    engine = create_engine(settings)
-    redis = create_redis(settings) if settings.rate_limit_backend == "redis" else None
-    storage = Storage(settings, connect_timeout_s=CHECK_TIMEOUT_S, read_timeout_s=CHECK_TIMEOUT_S)
-    http = httpx.AsyncClient(timeout=CHECK_TIMEOUT_S)
+async def _guarded(
+    name: str, check: Awaitable[CheckResult | list[CheckResult]]
+) -> CheckResult | list[CheckResult]:
+    """The check's result; a failed check (not an exception) should anything unforeseen go
+    wrong in it (a malformed URL in the settings, say), so that one check never ends the
+    report with a trace."""
     try:
-        checks: list[Awaitable[CheckResult | list[CheckResult]]] = [
-            _result("database", True, check_database(engine), engine.dialect.name),
-            _result("redis", True, check_redis(redis), "PING answered")
-            if redis is not None
-            else _done(_skipped("redis", "not used: RATE_LIMIT_BACKEND=memory")),
-            _temporal_and_queues(settings),
-            _result("storage", True, check_storage(storage), f"bucket {settings.r2_bucket}"),
-            _result("model_server", True, check_model_server(http, settings), "model loaded")
-            if settings.local_ai_enabled
-            else _done(_skipped("model_server", "not used: LOCAL_AI_ENABLED=false")),
-            _autoscaler(http, settings.autoscaler_status_url)
-            if settings.autoscaler_status_url
-            else _done(_skipped("autoscaler", "not configured: AUTOSCALER_STATUS_URL is unset")),
-        ]
-        outcomes = await asyncio.gather(*checks)
-    finally:
-        await http.aclose()
-        if redis is not None:
-            await redis.aclose()
-        await engine.dispose()
-        storage.client.close()
+        return await check
+    except Exception as exc:
+        log.warning("%s health check broke", name, exc_info=True)
+        return CheckResult(name, CheckStatus.FAIL, True, f"the check failed: {type(exc).__name__}")
+
+
+async def collect_report(settings: Settings) -> HealthReport:
+    """Every check at once, each within CHECK_TIMEOUT_S, each on a client of its own."""
+    checks: dict[str, Awaitable[CheckResult | list[CheckResult]]] = {
+        "database": _database(settings),
+        "redis": _redis(settings),
+        "temporal": _temporal_and_queues(settings),
+        "storage": _storage(settings),
+        "model_server": _model_server(settings),
+        "autoscaler": _autoscaler(settings),
+    }
+    outcomes = await asyncio.gather(*(_guarded(name, check) for name, check in checks.items()))
     results: list[CheckResult] = []
     for outcome in outcomes:
         results.extend(outcome if isinstance(outcome, list) else [outcome])
     return HealthReport(results)
-
-
-async def _done(result: CheckResult) -> CheckResult:
-    return result
