@@ -98,6 +98,27 @@ def worker(
 
 
 @app.command()
+def health(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON instead of a table")
+    ] = False,
+) -> None:
+    """Check what the service depends on, all at once: Postgres, Redis, Temporal, object
+    storage, each task queue's backlog and pollers, the model server and the autoscaler. Exit
+    status 0 when everything needed is up, 1 when not (2: the configuration is unusable)."""
+    import asyncio
+
+    from cli.health import print_table, report_json, run_health
+
+    report = asyncio.run(run_health(_settings()))
+    if as_json:
+        typer.echo(report_json(report))
+    else:
+        print_table(report)
+    raise typer.Exit(code=0 if report.healthy else 1)
+
+
+@app.command()
 def inference(
     host: Annotated[str | None, typer.Option(help="Bind address (default: INFERENCE_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: INFERENCE_PORT)")] = None,

@@ -269,6 +269,11 @@ class Settings(BaseSettings):
     # or test runs can share one namespace without taking each other's tasks.
     temporal_task_queue_prefix: str = ""
 
+    # Health (`hivesync health`). The GPU autoscaler's status URL (`hivesync autoscaler` serves
+    # it at http://AUTOSCALER_HOST:AUTOSCALER_PORT/status), whose last decision the report shows
+    # and which must then answer; unset = no autoscaler to check.
+    autoscaler_status_url: str | None = None
+
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_to_file: bool = True

@@ -345,11 +345,17 @@ class Storage:
         with self._errors("sign", key):
             return self._signer.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl)
 
+    def check_bucket(self) -> None:
+        """One HEAD of the bucket, the cheapest call that proves the store answers, the
+        credentials are accepted and the bucket exists (the health checks). Raises
+        ObjectNotFound when there is no such bucket, StorageError for everything else."""
+        with self._errors("check bucket", ""):
+            self.client.head_bucket(Bucket=self.bucket)
+
     def ensure_bucket(self) -> None:
         """Creates the bucket unless it exists (and is ours)."""
         try:
-            with self._errors("check bucket", ""):
-                self.client.head_bucket(Bucket=self.bucket)
+            self.check_bucket()
             return
         except ObjectNotFound:
             pass

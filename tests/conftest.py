@@ -26,6 +26,7 @@ pytest_plugins = [
     "tests.fixtures.openai_stub",
     "tests.fixtures.docs",
     "tests.fixtures.models",
+    "tests.fixtures.servers",
 ]
 
 

@@ -12,8 +12,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -24,8 +23,6 @@ from temporalio.client import Client
 
 from api.app import create_app
 from api.resources import Resources
-from cli.processes import ManagedProcess, free_port, port_open
-from cli.temporal_server import dev_server_command
 from contracts.docs import doc_workflow_id
 from contracts.previews import preview_workflow_id
 from core.config import Settings
@@ -34,53 +31,10 @@ from services.notifications.service import NotificationService
 from tests.fixtures.api import register_on
 from tests.fixtures.openai_stub import StubOpenAI
 from tests.fixtures.previews import PreviewApi, slow_app, unique_app
+from tests.fixtures.servers import OwnTemporal, PrivateRedis
 from tests.fixtures.workers import ThreadWorker
 
 SOURCE = "def mean(values):\n    return sum(values) / len(values)\n"
-
-
-class PrivateRedis:
-    """A redis-server of this test's own (no persistence) on a fixed free port, which the test
-    may stop and start again."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.server: ManagedProcess | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        command = [
-            "redis-server",
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self.directory),
-        ]  # fmt: skip
-        self.server = ManagedProcess(
-            "redis", command, log_file=self.directory / "redis.log"
-        ).start()
-        self.server.wait_for_port("127.0.0.1", self.port, timeout_s=30)
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-        assert not port_open("127.0.0.1", self.port)
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    redis = PrivateRedis(tmp_path)
-    redis.start()
-    try:
-        yield redis
-    finally:
-        redis.stop()
 
 
 def _workflow_result(address: str, workflow_id: str, timeout_s: float = 180) -> Any:
@@ -189,41 +143,6 @@ def test_redis_down_jobs_complete_and_notify_once(
     finally:
         worker.stop()
         provider.stop()
-
-
-class OwnTemporal:
-    """A Temporal dev server on a database file, started on the same port each time."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.started: list[ManagedProcess] = []
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> ManagedProcess:
-        server = ManagedProcess(
-            "temporal",
-            dev_server_command(
-                port=self.port, ui_port=None, db_file=self.directory / "temporal.db"
-            ),
-            log_file=self.directory / "temporal.log",
-        ).start()
-        self.started.append(server)
-        server.wait_for_port("127.0.0.1", self.port, timeout_s=60)
-        return server
-
-
-@pytest.fixture
-def own_temporal(tmp_path: Path) -> Iterator[OwnTemporal]:
-    temporal = OwnTemporal(tmp_path)
-    try:
-        yield temporal
-    finally:
-        for server in temporal.started:
-            server.stop()
 
 
 def test_temporal_restarted_mid_build_the_build_completes(

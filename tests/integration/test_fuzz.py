@@ -39,8 +39,10 @@ from schemathesis.specs.openapi.checks import (
 
 from api.app import create_app, openapi_document
 from api.deps import MAX_OFFSET
+from contracts.jobs import TaskQueue
 from core.config import Settings
 from tests.fixtures.previews import app_files
+from tests.fixtures.workers import QueuePoller
 from tests.helpers import PASSWORD, assert_error, unique_name
 
 # At least this many generated cases over all operations (the issue asks for 2,000).
@@ -106,45 +108,51 @@ def _clean_state() -> None:
 @pytest.fixture(scope="module")
 def fuzz_world(make_preview_settings: Callable[..., Settings]) -> Iterator[FuzzWorld]:
     """The app with Temporal and storage (no workers: builds and jobs stay queued, so nothing
-    runs Metro or a model), its lifespan run by schemathesis's in-process transport."""
+    runs Metro or a model), its lifespan run by schemathesis's in-process transport. Pollers
+    that run none of the app's tasks keep both queues polled, as /health/queues asks."""
     settings = make_preview_settings(
         # Registration hashes a password: a handful is enough to cover its success path.
         register_rate_limit_per_ip=10,
     )
-    app = create_app(settings)
-    with asgi.get_client(app) as client:  # type: ignore[arg-type]
-        username, headers = _register(client)
-        other, _ = _register(client)
-        world = FuzzWorld(app, client, headers, [], "", "", [username, other])
-        world.project_ids = [world.create_project() for _ in range(3)]
-        build = client.post(
-            "/api/v1/preview/build",
-            json={
-                "project_id": world.project_ids[0],
-                "target_platform": "ios",
-                "entry_file": "index.js",
-                "files": app_files(),
-            },
-            headers=headers,
-        )
-        assert build.status_code == 202, build.text
-        world.build_id = build.json()["build_id"]
-        job = client.post(
-            "/api/v1/docs/jobs",
-            json={
-                "project_id": world.project_ids[0],
-                "job_type": "file_summary",
-                "file_path": "app.py",
-                "content": "def add(a, b):\n    return a + b\n",
-            },
-            headers=headers,
-        )
-        assert job.status_code == 202, job.text
-        world.job_id = job.json()["job_id"]
-        try:
-            yield world
-        finally:
-            asgi.shutdown_lifespans()
+    pollers = [QueuePoller(settings, queue).start() for queue in TaskQueue]
+    try:
+        app = create_app(settings)
+        with asgi.get_client(app) as client:  # type: ignore[arg-type]
+            username, headers = _register(client)
+            other, _ = _register(client)
+            world = FuzzWorld(app, client, headers, [], "", "", [username, other])
+            world.project_ids = [world.create_project() for _ in range(3)]
+            build = client.post(
+                "/api/v1/preview/build",
+                json={
+                    "project_id": world.project_ids[0],
+                    "target_platform": "ios",
+                    "entry_file": "index.js",
+                    "files": app_files(),
+                },
+                headers=headers,
+            )
+            assert build.status_code == 202, build.text
+            world.build_id = build.json()["build_id"]
+            job = client.post(
+                "/api/v1/docs/jobs",
+                json={
+                    "project_id": world.project_ids[0],
+                    "job_type": "file_summary",
+                    "file_path": "app.py",
+                    "content": "def add(a, b):\n    return a + b\n",
+                },
+                headers=headers,
+            )
+            assert job.status_code == 202, job.text
+            world.job_id = job.json()["job_id"]
+            try:
+                yield world
+            finally:
+                asgi.shutdown_lifespans()
+    finally:
+        for poller in pollers:
+            poller.stop()
 
 
 # Hypothesis caches what it learns under `.hypothesis/` of the working directory: not in the repo.
