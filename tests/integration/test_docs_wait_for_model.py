@@ -60,12 +60,14 @@ def _closed_circuits(redis_prefix: str) -> None:
 
 @contextmanager
 def gpu_worker(settings: Settings, model_port: int) -> Iterator[ThreadWorker]:
-    """A gpu_tasks worker whose model server is (to be) on `model_port`; with the default
-    INFERENCE_WORKER_IDLE_S it probes the server only while work waits (as on a GPU pool)."""
-    worker = ThreadWorker(
-        settings.model_copy(update={"local_ai_base_url": f"http://127.0.0.1:{model_port}/v1"}),
-        TaskQueue.GPU,
-    ).start()
+    """A gpu_tasks worker whose model server is (to be) on `model_port`, as on a GPU pool that
+    may sit at zero: it probes the server only while work waits, or while it polls and has had
+    work in the last INFERENCE_WORKER_IDLE_S."""
+    update = {
+        "local_ai_base_url": f"http://127.0.0.1:{model_port}/v1",
+        "inference_worker_idle_s": 120.0,
+    }
+    worker = ThreadWorker(settings.model_copy(update=update), TaskQueue.GPU).start()
     try:
         yield worker
     finally:
