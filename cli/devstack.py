@@ -107,8 +107,9 @@ class DevStack:
                 self._start_inference,  # loads the model while the rest starts
                 self._start_workers,  # the cpu worker warms Metro up meanwhile
                 self._start_api,
-                self._wait_for_workers,
+                # The gpu_tasks worker polls only once its model server answers.
                 self._wait_for_inference,
+                self._wait_for_workers,
                 self._announce,
             )
             for step in steps:
@@ -223,6 +224,9 @@ class DevStack:
         )
         self._launch(server)
         server.wait_for_port("127.0.0.1", self.temporal_port, timeout_s=60)
+        _wait_for_200(
+            f"http://127.0.0.1:{self.temporal_ui_port}", alive=server.running, timeout_s=60
+        )
         log.info(
             "Temporal dev server started",
             extra={"address": address, "ui": f"http://127.0.0.1:{self.temporal_ui_port}"},
@@ -305,23 +309,18 @@ class DevStack:
         self._launch(self._inference)
 
     def _wait_for_inference(self, _env: dict[str, str]) -> None:
-        server = self._inference
-        if server is None:
+        """Until the model server (ours, or the one already listening) answers /health: the
+        gpu_tasks worker polls only then."""
+        if not self.settings.local_ai_enabled:
             return
+        server = self._inference
         health = f"http://127.0.0.1:{self.inference_port}/health"
-        deadline = time.monotonic() + _INFERENCE_START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            self._check_stop()
-            if not server.running():
-                raise RuntimeError("the local model server exited (its output says why)")
-            try:
-                if httpx.get(health, timeout=2).status_code == 200:
-                    log.info("local model ready", extra={"url": health})
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(_POLL_INTERVAL_S)
-        raise TimeoutError(f"the local model server did not answer {health}")
+        _wait_for_200(
+            health,
+            alive=server.running if server is not None else lambda: True,
+            timeout_s=_INFERENCE_START_TIMEOUT_S,
+        )
+        log.info("local model ready", extra={"url": health})
 
     def _start_workers(self, env: dict[str, str]) -> None:
         """A cpu_tasks worker (workflows, Metro, light steps) and, with the local model, a
@@ -344,12 +343,20 @@ class DevStack:
             queues.append(TaskQueue.GPU)
         for queue in queues:
             command = [sys.executable, "-m", "cli", "worker", "--queue", queue]
-            worker = ManagedProcess(f"worker {queue}", command, env=env)
+            worker_env = env
+            if queue == TaskQueue.GPU and "inference_worker_idle_s" not in (
+                self.settings.model_fields_set
+            ):
+                # This model server never scales to zero: poll (and probe it) for good, so that
+                # a job never waits for the worker to notice its backlog.
+                worker_env = {**env, "INFERENCE_WORKER_IDLE_S": "0"}
+            worker = ManagedProcess(f"worker {queue}", command, env=worker_env)
             self._workers[queue] = worker
             self._launch(worker)
 
     def _wait_for_workers(self, _env: dict[str, str]) -> None:
-        """Wait until each worker polls its task queue (Metro is warm by then)."""
+        """Wait until each worker polls its task queue (Metro is warm by then; the gpu_tasks
+        worker polls once its model server answers, so this follows `_wait_for_inference`)."""
         for queue, worker in self._workers.items():
             assert worker.pid is not None
             task_queue = self.settings.task_queue(queue)
@@ -365,9 +372,15 @@ class DevStack:
             log.info("worker polling", extra={"task_queue": task_queue, "pid": worker.pid})
 
     def _start_api(self, env: dict[str, str]) -> None:
+        """The API, once it answers and reaches its database and Temporal."""
         api = ManagedProcess("api", [sys.executable, "-m", "cli", "api"], env=env)
         self._launch(api)
         api.wait_for_port("127.0.0.1", self.api_port, timeout_s=60)
+        for path in ("/health", "/health/db", "/health/temporal"):
+            _wait_for_200(
+                f"http://127.0.0.1:{self.api_port}{path}", alive=api.running, timeout_s=60
+            )
+        log.info("API ready", extra={"url": f"http://127.0.0.1:{self.api_port}"})
 
     def _announce(self, env: dict[str, str]) -> None:
         database = "SQLite" if env["DATABASE_URL"].startswith("sqlite") else "Postgres"
@@ -435,6 +448,21 @@ def _storage_credentials(identities: Path) -> tuple[str, str]:
     weed.write_identities(identities, access_key, secret_key)
     log.info("generated SeaweedFS credentials", extra={"identities_file": str(identities)})
     return access_key, secret_key
+
+
+def _wait_for_200(url: str, *, alive: Callable[[], bool], timeout_s: float) -> None:
+    """Wait until `url` answers 200; fail early when `alive()` says its process has exited."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"the process behind {url} exited (its output says why)")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(_POLL_INTERVAL_S)
+    raise TimeoutError(f"{url} did not answer 200 in {timeout_s:.0f} s")
 
 
 async def _wait_for_poller(

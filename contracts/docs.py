@@ -117,6 +117,9 @@ class DocJobInput(BaseModel):
     inference_queue: str
     max_concurrency: int
     requested_at: datetime
+    # How long a model call may wait in gpu_tasks for a ready model server
+    # (INFERENCE_WAIT_TIMEOUT_S); None = no limit (cpu_tasks, and jobs started before it).
+    inference_wait_timeout_s: float | None = None
 
 
 class GenerateInput(BaseModel):

@@ -174,6 +174,14 @@ class Settings(BaseSettings):
     # Ray's own directory (its logs are in session_latest/logs): short and absolute, since Ray
     # puts Unix sockets in it and their paths may not exceed 107 bytes.
     inference_ray_dir: Path = Path(tempfile.gettempdir()) / "hivesync-ray"
+    # How long a model call may wait in gpu_tasks for a worker whose model server is ready
+    # before its job fails with AI_ERROR (its schedule-to-start timeout): long enough for a GPU
+    # pool to scale up from zero (a node, an image pull, the model loaded: minutes).
+    inference_wait_timeout_s: Annotated[float, Field(gt=0)] = 900.0
+    # A gpu_tasks worker with no model call for this long, and nothing waiting, stops polling
+    # and probing its model server (so that a pool scaled to zero stays there) until work
+    # waits in its queue again; 0 = poll and probe for good (a server that is always up).
+    inference_worker_idle_s: Annotated[float, Field(ge=0)] = 120.0
 
     # GPU autoscaler: policy (`hivesync autoscaler`; inference/autoscaler/policy.py says how it
     # decides). Replicas of the GPU pool's model deployment: the minimum (0 = scale to zero when

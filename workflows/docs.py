@@ -20,7 +20,13 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutError,
+    TimeoutType,
+    is_cancelled_exception,
+)
 
 from workflows.outcomes import announce_outcome, record_outcome
 
@@ -47,6 +53,9 @@ with workflow.unsafe.imports_passed_through():
     from contracts.jobs import JobError
 
 # Model calls: an engine call tries every provider in turn, each bounded by its own timeout.
+# On gpu_tasks a call first waits for a worker whose model server is ready, for at most the
+# job's inference_wait_timeout_s (its schedule-to-start timeout, per attempt; Temporal does not
+# retry an attempt that timed out so: the job fails with a message that says why).
 GENERATE_TIMEOUT = timedelta(minutes=6)
 # generate_doc_text heartbeats every 2 s while it waits for a provider.
 GENERATE_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
@@ -96,7 +105,7 @@ class DocPassWorkflow:
             if is_cancelled_exception(failure):
                 await self._finish(request, DocPhase.CANCELLED)
                 raise
-            error = _job_error(failure)
+            error = _job_error(failure, request)
             if not _is_vanished(failure):
                 await self._finish(request, DocPhase.FAILED, error=error)
             raise job_failure(error, non_retryable=True) from failure
@@ -136,6 +145,7 @@ class DocPassWorkflow:
             GenerateInput(task=task, strict=strict),
             result_type=GeneratedText,
             task_queue=request.inference_queue,
+            schedule_to_start_timeout=_wait_timeout(request),
             start_to_close_timeout=GENERATE_TIMEOUT,
             heartbeat_timeout=GENERATE_HEARTBEAT_TIMEOUT,
             retry_policy=GENERATE_RETRY,
@@ -179,8 +189,29 @@ def _is_vanished(failure: ActivityError) -> bool:
     return isinstance(cause, ApplicationError) and cause.type == FailureType.JOB_NOT_FOUND
 
 
-def _job_error(failure: ActivityError) -> JobError:
+def _wait_timeout(request: DocJobInput) -> timedelta | None:
+    if request.inference_wait_timeout_s is None:
+        return None
+    return timedelta(seconds=request.inference_wait_timeout_s)
+
+
+def _no_model_server(failure: ActivityError) -> bool:
+    """A model call waited in its queue longer than its schedule-to-start timeout."""
+    cause = failure.cause
+    return isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START
+
+
+def _job_error(failure: ActivityError, request: DocJobInput) -> JobError:
     """The error clients see: the activity's code, message and details; AI_ERROR otherwise."""
+    if _no_model_server(failure):
+        waited_s = request.inference_wait_timeout_s
+        return JobError(
+            code=ErrorCode.AI_ERROR,
+            message=f"No model server was ready within {waited_s:g} s: the model call waited "
+            f"in task queue {request.inference_queue} and no worker with a ready model server "
+            "took it (INFERENCE_WAIT_TIMEOUT_S)",
+            details={"task_queue": request.inference_queue, "waited_s": waited_s},
+        )
     error = job_error(failure.cause, ErrorCode.AI_ERROR)
     if _is_unusable(failure):
         return JobError(  # a stricter prompt did not help either

@@ -325,7 +325,8 @@ def start_stack(stack: Stack, root: Path) -> InferenceServer:
     bundler = {"BUNDLER_WORK_DIR": str(root / "bundler"), "BUNDLER_CACHE_DIR": str(root / "metro")}
     workers = [
         stack.launch(stack.worker(TaskQueue.CPU, env=bundler), wait=False),
-        stack.launch(stack.worker(TaskQueue.GPU), wait=False),
+        # The bench's model server never scales to zero: poll for good while it answers.
+        stack.launch(stack.worker(TaskQueue.GPU, env={"INFERENCE_WORKER_IDLE_S": "0"}), wait=False),
     ]
     server.wait_until_ready()
     for worker in workers:

@@ -114,6 +114,10 @@ class DocJobService:
             inference_queue=self.settings.task_queue(queue),
             max_concurrency=self.settings.docs_max_concurrency,
             requested_at=job.requested_at,
+            # Only gpu_tasks may have no worker polling (the gpu pool is at zero or starting).
+            inference_wait_timeout_s=(
+                self.settings.inference_wait_timeout_s if queue == TaskQueue.GPU else None
+            ),
         )
 
     async def get(self, owner: User, job_id: uuid.UUID) -> DocJobRead:

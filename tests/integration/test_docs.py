@@ -92,10 +92,13 @@ def test_rename_suggestions_on_python_are_scope_aware(
     assert len(tmp["occurrences"]) == 2  # bound once, used once
 
 
-def test_local_down_the_primary_documents_the_file(
+def test_local_failing_the_primary_documents_the_file(
     stub_docs: DocsApi, stub_providers: StubProviders
 ) -> None:
-    stub_providers.local.stop()
+    # Up (its /health answers, so the gpu_tasks worker polls) but failing every call. A local
+    # server that does not answer at all is not failed over: the call waits for it in gpu_tasks
+    # (tests/integration/test_docs_wait_for_model.py).
+    stub_providers.local.behave("error", status=503)
     stub_providers.primary.behave(text="Parses one line of the stock file.")
 
     job = stub_docs.run("function_doc", "app/inventory.py", PYTHON)
@@ -142,7 +145,7 @@ def test_garbage_is_retried_once_with_a_stricter_prompt_then_reported(
 def test_all_providers_down_is_an_ai_error_naming_each(
     stub_docs: DocsApi, stub_providers: StubProviders
 ) -> None:
-    stub_providers.local.stop()
+    stub_providers.local.behave("error", status=503)  # up (see above), failing
     stub_providers.primary.behave("error", status=500)
     stub_providers.secondary.behave("error", status=502)
 

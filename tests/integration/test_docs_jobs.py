@@ -169,7 +169,7 @@ def test_retry_after_becomes_temporals_retry_delay(
     """All providers answer 429 with `Retry-After: 7` (more than the engine waits itself):
     Temporal's next attempt is scheduled 7 s later instead of the policy's 2 s; then it
     completes."""
-    stub_providers.local.stop()
+    stub_providers.local.behave("error", status=503)  # up (the gpu_tasks worker polls), failing
     stub_providers.primary.then("rate_limit", retry_after="7")
     stub_providers.secondary.then("rate_limit", retry_after="7")
     project_id = stub_docs.create_project()
