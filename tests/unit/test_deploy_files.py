@@ -434,6 +434,9 @@ def test_only_the_inference_images_have_the_inference_extra() -> None:
     assert stages["inference-cpu"].env["INFERENCE_NUM_GPUS"] == "0"
     for target in INFERENCE_TARGETS:
         assert stages[target].instructions("CMD") == ['["hivesync", "inference"]'], target
+        # KubeRay's default probes of a Ray pod: `bash -c "wget ... | grep success"`.
+        installs = " ".join(line for stage in _lineage(stages, target) for line in stage.lines)
+        assert re.search(r"apt-get install .*\bwget\b", installs), target
 
 
 def test_the_cpu_roles_import_nothing_from_the_inference_extra() -> None:
