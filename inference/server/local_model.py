@@ -94,6 +94,33 @@ def available_cpus() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def default_device() -> str:
+    """The GPU when this process sees one (under Ray Serve: when the replica was given one,
+    INFERENCE_NUM_GPUS > 0), else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def model_dtype(device: str | torch.device, *, bf16_supported: bool | None = None) -> torch.dtype:
+    """The weights' precision on a device.
+
+    - CPU (and any device but CUDA): float32. Half precision is slower there (few CPUs compute
+      in it natively) and its rounding would change greedy answers.
+    - GPU: half precision, half the memory and bandwidth of float32 (decoding is bound by
+      memory bandwidth). bfloat16 where the GPU computes in it (compute capability 8.0 and up:
+      A100, L4, H100...): it has float32's exponent range, so the activations of models trained
+      in bfloat16 (Llama, SmolLM2) do not overflow as they can in float16; float16 on older
+      GPUs (T4, V100), where bfloat16 would be emulated.
+
+    `bf16_supported` is asked of the current CUDA device when not given (natively, not
+    emulated: torch would otherwise say yes on a T4).
+    """
+    if torch.device(device).type != "cuda":
+        return torch.float32
+    if bf16_supported is None:
+        bf16_supported = torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.bfloat16 if bf16_supported else torch.float16
+
+
 class LocalModel:
     """A loaded model. `generate` is thread-safe: batches run one at a time."""
 
@@ -141,14 +168,12 @@ class LocalModel:
         transformers.utils.logging.disable_progress_bar()
         started = time.perf_counter()
         torch.set_num_threads(num_threads or available_cpus())
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = device or default_device()
+        dtype = model_dtype(device)
         folder = model_dir(path, cache_dir)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(
-            str(folder),
-            local_files_only=True,
-            # float32 on CPU (fast and exact there); the checkpoint's own dtype on a GPU.
-            dtype=torch.float32 if device == "cpu" else "auto",
+            str(folder), local_files_only=True, dtype=dtype
         ).to(device)
         loaded = cls(
             model,
@@ -162,6 +187,7 @@ class LocalModel:
             extra={
                 "model_dir": str(folder),
                 "device": device,
+                "dtype": str(dtype).removeprefix("torch."),
                 "threads": torch.get_num_threads(),
                 "seconds": round(loaded.load_seconds, 2),
             },

@@ -67,6 +67,20 @@ def max_ongoing_requests(settings: Settings) -> int:
     return 4 * settings.inference_max_batch_size
 
 
+def replica_resources(settings: Settings) -> dict[str, float]:
+    """What Ray reserves for each replica. With INFERENCE_NUM_GPUS=1 a replica is placed only on
+    a node with a free GPU, and Ray sets its CUDA_VISIBLE_DEVICES to that GPU."""
+    return {"num_gpus": settings.inference_num_gpus, "num_cpus": settings.inference_num_cpus}
+
+
+def replica_device(settings: Settings) -> str:
+    """Where a replica loads the model: on the GPU Ray gave it when INFERENCE_NUM_GPUS > 0
+    (in half precision, see local_model.model_dtype), else on the CPU. Said explicitly: in Ray
+    2.60 a replica that asked for no GPU still sees the node's GPUs (Ray leaves
+    CUDA_VISIBLE_DEVICES alone when it assigns none), and would use one not reserved for it."""
+    return "cuda" if settings.inference_num_gpus > 0 else "cpu"
+
+
 def torch_threads(settings: Settings) -> int:
     """A replica's torch threads: INFERENCE_TORCH_THREADS, else its CPUs rounded up."""
     return settings.inference_torch_threads or max(1, math.ceil(settings.inference_num_cpus))
@@ -78,15 +92,13 @@ def build_app(settings: Settings) -> Application:
     model_path = _absolute(settings.local_ai_model_path)
     cache_dir = settings.inference_cache_dir.expanduser().resolve()
     threads = torch_threads(settings)
+    device = replica_device(settings)
     max_batch_size = settings.inference_max_batch_size
     model_name = settings.local_ai_model
 
     @serve.deployment(
         name=DEPLOYMENT_NAME,
-        ray_actor_options={
-            "num_gpus": settings.inference_num_gpus,
-            "num_cpus": settings.inference_num_cpus,
-        },
+        ray_actor_options=replica_resources(settings),
         autoscaling_config=autoscaling_config(settings),
         max_ongoing_requests=max_ongoing_requests(settings),
         # Loading a model is slow: give replicas time to start, and in-flight batches time to
@@ -102,7 +114,9 @@ def build_app(settings: Settings) -> Application:
         def __init__(self) -> None:
             from inference.server.local_model import LocalModel
 
-            self.model = LocalModel.load(model_path, cache_dir=cache_dir, num_threads=threads)
+            self.model = LocalModel.load(
+                model_path, cache_dir=cache_dir, num_threads=threads, device=device
+            )
             # The model runs one batch at a time; what arrives meanwhile waits here and makes
             # the next batch (wait 0: Serve's batching already waited for company).
             self.batcher = MicroBatcher(

@@ -18,6 +18,7 @@ from inference.server.local_model import (
     ContextLengthExceededError,
     InvalidRequestError,
     LocalModel,
+    model_dtype,
 )
 
 PROMPTS = [
@@ -57,6 +58,29 @@ def test_loads_a_transformers_folder(model: LocalModel, tiny_model_dir: Path) ->
     assert model.pad_token_id == model.tokenizer.pad_token_id
     assert "add_generation_prompt" in model.tokenizer.chat_template
     assert huggingface_hub.is_offline_mode()
+
+
+def test_the_weights_are_float32_on_the_cpu(model: LocalModel) -> None:
+    assert model.device.type == "cpu"
+    assert {parameter.dtype for parameter in model.model.parameters()} == {torch.float32}
+
+
+@pytest.mark.parametrize(
+    ("device", "bf16_supported", "dtype"),
+    [
+        ("cpu", None, torch.float32),
+        ("cpu", True, torch.float32),  # half precision only on a GPU
+        ("cuda", True, torch.bfloat16),  # A100, L4, H100...
+        ("cuda:1", True, torch.bfloat16),
+        ("cuda", False, torch.float16),  # T4, V100
+        (torch.device("cuda", 0), False, torch.float16),
+        ("mps", None, torch.float32),
+    ],
+)
+def test_model_dtype_is_half_precision_on_a_gpu_only(
+    device: str | torch.device, bf16_supported: bool | None, dtype: torch.dtype
+) -> None:
+    assert model_dtype(device, bf16_supported=bf16_supported) == dtype
 
 
 def test_a_batch_gives_the_answers_of_one_by_one_runs(model: LocalModel) -> None:
