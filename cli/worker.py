@@ -116,7 +116,7 @@ async def open_worker(settings: Settings, queue: str) -> AsyncIterator[RunningWo
             return Worker(
                 client,
                 task_queue=task_queue,
-                graceful_shutdown_timeout=timedelta(seconds=10),
+                graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_s),
                 # Heartbeats carry a build's phase (read by the API) and bring cancellation
                 # back: send them within a second rather than at 80% of the heartbeat timeout.
                 max_heartbeat_throttle_interval=timedelta(seconds=1),

@@ -276,6 +276,11 @@ class Settings(BaseSettings):
     # Prepended to the task queue names (cpu_tasks, gpu_tasks), so that several deployments
     # or test runs can share one namespace without taking each other's tasks.
     temporal_task_queue_prefix: str = ""
+    # A stopping worker (SIGTERM, or a gpu_tasks worker whose model server went away) stops
+    # polling at once and lets its running activities finish for this long, then cancels them
+    # (they are retried elsewhere). The longest is a model call (6 min); the Kubernetes
+    # manifests give worker pods 30 s more than this to exit.
+    worker_shutdown_grace_s: Annotated[float, Field(ge=0)] = 360.0
 
     # Health (`hivesync health`). The GPU autoscaler's status URL (`hivesync autoscaler` serves
     # it at http://AUTOSCALER_HOST:AUTOSCALER_PORT/status), whose last decision the report shows

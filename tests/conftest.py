@@ -78,6 +78,8 @@ def make_settings(database_url: str, redis_prefix: str, log_dir: Path) -> Callab
             "quota_shares": 10_000,
             # Workers come and go with the tests; the schedule's own test creates it.
             "retention_schedule": False,
+            # A test's worker stops within seconds, whatever it still runs.
+            "worker_shutdown_grace_s": 10.0,
             # Nothing listens on port 1: tests that need Temporal ask for `temporal_address`.
             "temporal_address": "127.0.0.1:1",
         }

@@ -40,24 +40,6 @@ SERVE_IMPORT_PATH = "inference.server.serve:app"
 SERVE_PORT = 8000
 SECRET_NAME = "hivesync-secrets"
 
-# Agreed in issue 10 and added to core/config.py by the autoscaler and wait-for-pool parts;
-# accepted here until they are Settings fields (then this set changes nothing).
-PENDING_SETTINGS = frozenset(
-    {
-        "AUTOSCALER_NAMESPACE",
-        "AUTOSCALER_RAYSERVICE",
-        "AUTOSCALER_SERVE_APP",
-        "AUTOSCALER_SERVE_DEPLOYMENT",
-        "AUTOSCALER_HOST",
-        "AUTOSCALER_PORT",
-        "AUTOSCALER_INTERVAL_S",
-        "AUTOSCALER_DRY_RUN",
-        "AUTOSCALER_MIN_REPLICAS",
-        "AUTOSCALER_MAX_REPLICAS",
-        "AUTOSCALER_STATUS_URL",
-        "INFERENCE_WAIT_TIMEOUT_S",
-    }
-)
 # Variables that are not settings but that the runtimes read.
 NON_SETTING_PREFIXES = ("KUBERNETES_", "RAY_")
 
@@ -304,7 +286,7 @@ def test_no_secret_values(overlay: str) -> None:
 
 def is_setting(name: str) -> bool:
     fields = {field.upper() for field in Settings.model_fields}
-    return name in fields or name in PENDING_SETTINGS or name.startswith(NON_SETTING_PREFIXES)
+    return name in fields or name.startswith(NON_SETTING_PREFIXES)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -325,9 +307,7 @@ def test_config_map_loads_as_production_settings(overlay: str) -> None:
     data = config(overlay)
     assert data["ENVIRONMENT"] == "production"
     assert data["LOG_TO_FILE"] == "false"
-    known: dict[str, Any] = {
-        name.lower(): value for name, value in data.items() if name not in PENDING_SETTINGS
-    }
+    known: dict[str, Any] = {name.lower(): value for name, value in data.items()}
     settings = Settings(**known, jwt_secret="k" * 48, _env_file=None)
     assert settings.is_production
     assert settings.local_ai_base_url == (
@@ -529,9 +509,15 @@ def test_workers_outlive_their_longest_activity(overlay: str) -> None:
     defaults = Settings(_env_file=None)
     longest_build_s = defaults.preview_max_timeout_ms / 1000 + TRANSFER_ALLOWANCE.total_seconds()
     longest_call_s = GENERATE_TIMEOUT.total_seconds()
+    worker_grace_s = float(
+        config(overlay).get("WORKER_SHUTDOWN_GRACE_S", defaults.worker_shutdown_grace_s)
+    )
+    # The worker itself waits that long for them before it cancels them.
+    assert worker_grace_s >= max(longest_build_s, longest_call_s)
     for name in ("worker-cpu", "worker-gpu"):
         grace = component(overlay, name)["terminationGracePeriodSeconds"]
-        assert grace >= max(longest_build_s, longest_call_s), name
+        # ...and the pod outlives the worker's own wait.
+        assert grace > worker_grace_s, name
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
