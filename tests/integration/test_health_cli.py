@@ -2,8 +2,8 @@
 Redis, SeaweedFS and Temporal dev server, the tiny model served over HTTP; and against a Redis
 and a Temporal of the test's own, running and then stopped, and queues that nobody polls.
 
-The autoscaler's /status is served here by a stand-in that answers the documented JSON (the
-autoscaler itself is not what these tests exercise)."""
+With everything up, the autoscaler is the real `hivesync autoscaler` in dry-run (no cluster here),
+reading the same Temporal."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import json
 import os
 import subprocess
 import sys
-import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from temporalio.client import Client
 
-from cli.processes import free_port
+from cli.processes import ManagedProcess, free_port
 from contracts.jobs import TaskQueue
 from core.config import Settings
 from core.queues import describe_queue
@@ -32,45 +32,43 @@ from tests.fixtures.workers import QueuePoller, ThreadWorker, wait_until_polled
 from tests.helpers import REDIS_URL, TEST_JWT_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
-AUTOSCALER_STATUS = {
-    "last_decision": {
-        "t": 1764576000.0,
-        "current": 1,
-        "desired": 2,
-        "reason": "backlog 12 over 1 replica x 8 per replica",
-    },
-    "last_error": None,
-    "dry_run": True,
-    "cooldown_left_s": 25.0,
-}
 
 
 @pytest.fixture
-def autoscaler_status_url() -> Iterator[str]:
-    """GET /status answers AUTOSCALER_STATUS, on a free loopback port."""
-    body = json.dumps(AUTOSCALER_STATUS).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            status = 200 if self.path == "/status" else 404
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def autoscaler_status_url(
+    tmp_path: Path, temporal_address: str, health_values: dict[str, Any]
+) -> Iterator[str]:
+    """The real `hivesync autoscaler`, dry-run without a cluster, on the test's queues: its
+    /status URL once its first evaluation ran."""
+    port = free_port()
+    env = {name: os.environ[name] for name in ("PATH", "LANG") if name in os.environ}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        HOME=str(tmp_path),  # no ~/.kube/config
+        SECRETS_DIR=str(tmp_path / "no-secrets"),
+        LOG_TO_FILE="false",
+        TEMPORAL_ADDRESS=temporal_address,
+        TEMPORAL_TASK_QUEUE_PREFIX=health_values["temporal_task_queue_prefix"],
+        AUTOSCALER_DRY_RUN="true",
+        AUTOSCALER_PORT=str(port),
+        AUTOSCALER_INTERVAL_S="1",
+    )
+    process = ManagedProcess(
+        "autoscaler",
+        [sys.executable, "-m", "cli", "autoscaler"],
+        env=env,
+        log_file=tmp_path / "autoscaler.out",
+    ).start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}/status"
+        process.wait_for_port("127.0.0.1", port, timeout_s=60)
+        base_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{base_url}/health").status_code != 200:
+            assert time.monotonic() < deadline, "the autoscaler ran no evaluation"
+            time.sleep(0.2)
+        yield f"{base_url}/status"
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        process.stop()
 
 
 @pytest.fixture
@@ -138,6 +136,8 @@ def test_everything_up(
         "local_ai_enabled": True,
         "local_ai_base_url": tiny_model_url,
         "autoscaler_status_url": autoscaler_status_url,
+        # The gpu_tasks worker polls while its server answers, idle or not (no standby).
+        "inference_worker_idle_s": 0,
     }
     settings = make_settings(**values)
 
@@ -174,10 +174,13 @@ def test_everything_up(
         assert stats["name"] == values["temporal_task_queue_prefix"] + kind
         assert stats["pollers"] >= 1
         assert stats["backlog"] == 0
-    assert checks["autoscaler"]["data"] == AUTOSCALER_STATUS
+    autoscaler = checks["autoscaler"]["data"]
+    assert autoscaler["dry_run"] is True
+    assert autoscaler["last_evaluation_ok"] is True
+    assert stats["name"] in autoscaler["sensors"]["queues"]  # the same gpu_tasks
     assert checks["autoscaler"]["detail"] == (
-        "current 1 -> desired 2; backlog 12 over 1 replica x 8 per replica; dry run; "
-        "cooldown 25 s left"
+        f"current {autoscaler['current']} -> desired {autoscaler['desired']}; "
+        f"{autoscaler['reason']}; dry run"
     )
 
     assert table.returncode == 0, table.stdout + table.stderr
