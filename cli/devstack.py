@@ -70,6 +70,7 @@ class DevStack:
         temporal_ui_port: int,
         s3_port: int = 8333,
         inference_port: int = 8010,
+        autoscaler_port: int = 8020,
     ) -> None:
         self.settings = settings
         self.data_dir = data_dir
@@ -78,6 +79,7 @@ class DevStack:
         self.temporal_ui_port = temporal_ui_port
         self.s3_port = s3_port
         self.inference_port = inference_port
+        self.autoscaler_port = autoscaler_port
         self.children: list[ManagedProcess] = []
         # What to do once a child has stopped (by name): e.g. remove the sockets it left.
         self._after_stop: dict[str, Callable[[], None]] = {}
@@ -85,6 +87,7 @@ class DevStack:
         self._workers: dict[str, ManagedProcess] = {}
         self._inference: ManagedProcess | None = None
         self._inference_note = "disabled (LOCAL_AI_ENABLED=false)"
+        self._autoscaler_note = "not started (no local model)"
         self._stop_signal: str | None = None
         self._record = ChildRecord(data_dir / "children.json")
 
@@ -110,7 +113,10 @@ class DevStack:
                 # The gpu_tasks worker polls only once its model server answers.
                 self._wait_for_inference,
                 self._wait_for_workers,
+                self._start_autoscaler,
+                self._write_dev_env,
                 self._announce,
+                self._report_health,
             )
             for step in steps:
                 self._check_stop()
@@ -371,6 +377,31 @@ class DevStack:
             )
             log.info("worker polling", extra={"task_queue": task_queue, "pid": worker.pid})
 
+    def _start_autoscaler(self, env: dict[str, str]) -> None:
+        """With the local model: the GPU autoscaler in dry-run (there is no Kubernetes here), so
+        that its decisions on the real gpu_tasks backlog can be watched at /status; ready once
+        its first evaluation ran."""
+        if not self.settings.local_ai_enabled:
+            return
+        env.update(
+            AUTOSCALER_DRY_RUN="true",
+            AUTOSCALER_HOST="127.0.0.1",
+            AUTOSCALER_PORT=str(self.autoscaler_port),
+            AUTOSCALER_STATUS_URL=f"http://127.0.0.1:{self.autoscaler_port}/status",
+        )
+        autoscaler = ManagedProcess(
+            "autoscaler", [sys.executable, "-m", "cli", "autoscaler"], env=env
+        )
+        self._launch(autoscaler)
+        autoscaler.wait_for_port("127.0.0.1", self.autoscaler_port, timeout_s=60)
+        _wait_for_200(
+            f"http://127.0.0.1:{self.autoscaler_port}/health",
+            alive=autoscaler.running,
+            timeout_s=60,
+        )
+        self._autoscaler_note = f"{env['AUTOSCALER_STATUS_URL']} (dry run)"
+        log.info("autoscaler ready", extra={"url": env["AUTOSCALER_STATUS_URL"]})
+
     def _start_api(self, env: dict[str, str]) -> None:
         """The API, once it answers and reaches its database and Temporal."""
         api = ManagedProcess("api", [sys.executable, "-m", "cli", "api"], env=env)
@@ -381,6 +412,33 @@ class DevStack:
                 f"http://127.0.0.1:{self.api_port}{path}", alive=api.running, timeout_s=60
             )
         log.info("API ready", extra={"url": f"http://127.0.0.1:{self.api_port}"})
+
+    @property
+    def dev_env_file(self) -> Path:
+        return self.data_dir / "dev.env"
+
+    def _write_dev_env(self, env: dict[str, str]) -> None:
+        """The settings the children run with (generated storage keys and JWT secret included),
+        readable by this user only: `hivesync health --env-file .data/dev.env` checks this
+        stack from another shell."""
+        fields = {name.upper() for name in Settings.model_fields}
+        lines = [
+            f"{name}={_dotenv_quoted(value)}"
+            for name, value in sorted(env.items())
+            if name in fields and "\n" not in value
+        ]
+        self.dev_env_file.touch(mode=0o600)
+        self.dev_env_file.chmod(0o600)
+        self.dev_env_file.write_text("\n".join(lines) + "\n")
+
+    def _report_health(self, _env: dict[str, str]) -> None:
+        """`hivesync health` of the stack just started, printed under the banner."""
+        from cli.health import print_table, run_health
+
+        report = asyncio.run(run_health(Settings(_env_file=self.dev_env_file)))
+        print_table(report)
+        if not report.healthy:
+            log.warning("not every part is healthy", extra={"failing": report.failing})
 
     def _announce(self, env: dict[str, str]) -> None:
         database = "SQLite" if env["DATABASE_URL"].startswith("sqlite") else "Postgres"
@@ -393,7 +451,9 @@ class DevStack:
             f"  S3 storage   {self._storage_note}, bucket {env['R2_BUCKET']}",
             f"  workers      {', '.join(self.settings.task_queue(q) for q in self._workers)}",
             f"  local model  {self._inference_note}",
+            f"  autoscaler   {self._autoscaler_note}",
             f"  database     {database}; rate limiting {limiter}",
+            f"  health       hivesync health --env-file {_relative(self.dev_env_file)}",
             "",
         ]
         print("\n".join(lines), file=sys.stderr, flush=True)
@@ -416,8 +476,9 @@ class DevStack:
         return 0
 
     def _stop_children(self) -> None:
-        # Started as Temporal, SeaweedFS, the model server, workers, API: so the API and the
-        # workers stop first, then the model server, SeaweedFS, and Temporal last.
+        # Started as Temporal, SeaweedFS, the model server, workers, API, autoscaler: so the
+        # autoscaler, the API and the workers stop first, then the model server, SeaweedFS,
+        # and Temporal last.
         for child in reversed(self.children):
             timeout_s = 10.0
             if child.name.startswith("worker"):
@@ -431,6 +492,19 @@ class DevStack:
             log.info("stopped %s", child.name)
         self.children.clear()
         self._record.clear()
+
+
+def _dotenv_quoted(value: str) -> str:
+    """A value as a double-quoted .env string (backslashes and quotes escaped)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _relative(path: Path) -> Path:
+    """`path` from the working directory when it lies below it (shorter to type)."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def _storage_credentials(identities: Path) -> tuple[str, str]:

@@ -23,9 +23,9 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(code=2)
 
 
-def _settings() -> Settings:
+def _settings(env_file: Path | None = None) -> Settings:
     try:
-        return load_settings()
+        return load_settings() if env_file is None else load_settings(_env_file=env_file)
     except ValidationError as exc:
         problems = "; ".join(
             error["msg"].removeprefix("Value error, ")
@@ -102,6 +102,14 @@ def health(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON instead of a table")
     ] = False,
+    env_file: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Settings file read instead of ./.env (`hivesync dev` writes .data/dev.env)",
+        ),
+    ] = None,
 ) -> None:
     """Check what the service depends on, all at once: Postgres, Redis, Temporal, object
     storage, each task queue's backlog and pollers, the model server and the autoscaler. Exit
@@ -110,7 +118,7 @@ def health(
 
     from cli.health import print_table, report_json, run_health
 
-    report = asyncio.run(run_health(_settings()))
+    report = asyncio.run(run_health(_settings(env_file)))
     if as_json:
         typer.echo(report_json(report))
     else:
@@ -171,14 +179,19 @@ def dev(
         int | None,
         typer.Option(help="The local model server's port (default: INFERENCE_PORT)"),
     ] = None,
+    autoscaler_port: Annotated[
+        int | None,
+        typer.Option(help="The GPU autoscaler's status port (default: AUTOSCALER_PORT)"),
+    ] = None,
     data_dir: Annotated[
         Path, typer.Option(help="Local state (SQLite, Temporal, SeaweedFS, bundler)")
     ] = Path(".data"),
 ) -> None:
     """Run everything locally: migrations, a Temporal dev server with its UI, SeaweedFS as
     object storage, the local model on Ray Serve, a cpu_tasks worker (Metro), a gpu_tasks
-    worker (model calls) and the API. Uses Postgres and Redis when reachable, else SQLite and
-    an in-process rate limiter; R2_ENDPOINT when it is set; no model with LOCAL_AI_ENABLED=false."""
+    worker (model calls), the GPU autoscaler in dry-run (no Kubernetes here) and the API. Uses
+    Postgres and Redis when reachable, else SQLite and an in-process rate limiter; R2_ENDPOINT
+    when it is set; no model with LOCAL_AI_ENABLED=false."""
     from cli.devstack import DevStack
 
     settings = _settings()
@@ -192,5 +205,6 @@ def dev(
         temporal_ui_port=temporal_ui_port,
         s3_port=s3_port,
         inference_port=inference_port or settings.inference_port,
+        autoscaler_port=autoscaler_port or settings.autoscaler_port,
     )
     raise typer.Exit(code=stack.run())

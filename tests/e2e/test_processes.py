@@ -152,6 +152,7 @@ def _run_dev(
         "ui": free_port(),
         "s3": _free_s3_port(),
         "inference": free_port(),
+        "autoscaler": free_port(),
     }
     data_dir = tmp_path / "data"
     command = [
@@ -161,6 +162,7 @@ def _run_dev(
         "--temporal-ui-port", str(ports["ui"]),
         "--s3-port", str(ports["s3"]),
         "--inference-port", str(ports["inference"]),
+        "--autoscaler-port", str(ports["autoscaler"]),
         "--data-dir", str(data_dir),
     ]  # fmt: skip
     output = tmp_path / output_name
@@ -335,6 +337,34 @@ def test_dev_stack_on_postgres_and_redis(
         _register_login_create_list(base_url)
         _build_and_download_preview(base_url)
         _document_a_file(base_url)
+        # The autoscaler (dry run) has watched the gpu_tasks queue that the job went through.
+        status = httpx.get(f"http://127.0.0.1:{ports['autoscaler']}/status", timeout=10).json()
+        assert status["dry_run"] is True
+        assert status["last_evaluation_ok"] is True, status["last_error"]
+        # `hivesync health` from another shell, on the settings the stack wrote for it.
+        dev_env = tmp_path / "data" / "dev.env"
+        assert dev_env.stat().st_mode & 0o777 == 0o600
+        health = subprocess.run(
+            [sys.executable, "-m", "cli", "health", "--json", "--env-file", str(dev_env)],
+            env=_base_env(tmp_path),
+            cwd=Path(__file__).resolve().parents[2],  # this checkout's `cli`
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert health.returncode == 0, health.stdout + health.stderr
+        report = json.loads(health.stdout)
+        assert {check["name"]: check["status"] for check in report["checks"]} == {
+            "database": "ok",
+            "redis": "ok",
+            "temporal": "ok",
+            "queue:cpu_tasks": "ok",
+            "queue:gpu_tasks": "ok",
+            "storage": "ok",
+            "model_server": "ok",
+            "autoscaler": "ok",
+        }
         # One SeaweedFS and one warm Metro, both gone after Ctrl-C.
         assert len(processes_mentioning(f"-dir={tmp_path / 'data' / 'seaweedfs'} ")) == 1
         assert len(processes_mentioning(f"--workspace {bundler_dir}/")) == 1
@@ -349,9 +379,12 @@ def test_dev_stack_on_postgres_and_redis(
     assert "SeaweedFS started" in text
     assert "worker polling" in text
     assert "local model ready" in text
-    # The API and the workers stop first, then the model server, SeaweedFS, then Temporal.
+    assert "healthy: everything needed is up" in text  # the report under the banner
+    # The autoscaler, the API and the workers stop first, then the model server, SeaweedFS,
+    # then Temporal.
     stopped = [line for line in text.splitlines() if '"message": "stopped ' in line]
     assert [json.loads(line)["message"] for line in stopped] == [
+        "stopped autoscaler",
         "stopped api",
         "stopped worker gpu_tasks",
         "stopped worker cpu_tasks",
