@@ -4,10 +4,15 @@
  * End-to-end checks of server.js on examples/hello-rn:
  *
  *   node bundler/selfcheck.js [--cache-dir DIR] [--fresh-cache] [--max-workers N] [--builds N]
+ *                             [--tmp-dir DIR]
  *
- * Uses a temporary workspace; the transform cache defaults to
+ * Uses a temporary workspace, made in --tmp-dir (default $TMPDIR) as
+ * <tmp dir>/hivesync-selfcheck-XXXXXX/workspace; the transform cache defaults to
  * $TMPDIR/hivesync-bundler-selfcheck-cache (kept between runs: the first run
- * is a cold build, ~15 s). Exits 1 if any check fails.
+ * is a cold build, ~15 s). Metro's transform cache keys hold each node_modules
+ * file's path relative to the workspace, so a cache is warm only for
+ * workspaces as deep below / as the ones that filled it: --tmp-dir lets a
+ * caller put this workspace at the depth of its own. Exits 1 if any check fails.
  */
 const assert = require('assert');
 const crypto = require('crypto');
@@ -24,19 +29,21 @@ function parseArgs(argv) {
     freshCache: false,
     maxWorkers: 1,
     builds: 50,
+    tmpDir: os.tmpdir(),
   };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--cache-dir') options.cacheDir = path.resolve(argv[++i]);
     else if (argv[i] === '--fresh-cache') options.freshCache = true;
     else if (argv[i] === '--max-workers') options.maxWorkers = Number(argv[++i]);
     else if (argv[i] === '--builds') options.builds = Number(argv[++i]);
+    else if (argv[i] === '--tmp-dir') options.tmpDir = path.resolve(argv[++i]);
     else throw new Error(`unknown argument ${argv[i]}`);
   }
   return options;
 }
 
 const options = parseArgs(process.argv.slice(2));
-const root = fs.mkdtempSync(path.join(os.tmpdir(), 'hivesync-selfcheck-'));
+const root = fs.mkdtempSync(path.join(options.tmpDir, 'hivesync-selfcheck-'));
 const workspace = path.join(root, 'workspace');
 const outDir = path.join(root, 'out');
 if (options.freshCache) {

@@ -10,7 +10,6 @@ import os
 import signal
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +22,14 @@ from core.config import Settings
 from core.temporal import connect_temporal
 from services.previews.bundler import BundlerPool
 from tests.fixtures.api import register_on
-from tests.fixtures.previews import PreviewApi, alive, slow_app, unique_app, wait_until
+from tests.fixtures.previews import (
+    PreviewApi,
+    alive,
+    bundler_work_dir,
+    slow_app,
+    unique_app,
+    wait_until,
+)
 from tests.fixtures.workers import ThreadWorker
 
 StartWorker = Callable[..., tuple[PreviewApi, ThreadWorker]]
@@ -31,7 +37,7 @@ StartWorker = Callable[..., tuple[PreviewApi, ThreadWorker]]
 
 @pytest.fixture
 def own_worker(
-    make_preview_settings: Callable[..., Settings], tmp_path: Path
+    make_preview_settings: Callable[..., Settings], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[StartWorker]:
     """Start a worker with these settings on a queue of its own, and an API that uses it."""
     started: list[tuple[TestClient, ThreadWorker]] = []
@@ -39,7 +45,7 @@ def own_worker(
     def start(**overrides: Any) -> tuple[PreviewApi, ThreadWorker]:
         settings = make_preview_settings(
             temporal_task_queue_prefix=f"rec-{uuid.uuid4().hex[:8]}-",
-            bundler_work_dir=tmp_path / "bundler",
+            bundler_work_dir=bundler_work_dir(tmp_path_factory),
             # Metro's hard timeout is not what these tests are about: room for a busy machine.
             preview_max_timeout_ms=600_000,
             **overrides,

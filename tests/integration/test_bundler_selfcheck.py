@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.previews import METRO_CACHE
+from tests.fixtures.previews import METRO_CACHE, bundler_work_dir
 
 ROOT = Path(__file__).parents[2]
 BUNDLER = ROOT / "bundler"
@@ -25,7 +25,7 @@ def _clean_state() -> None:
 
 
 @pytest.mark.timeout(SELFCHECK_TIMEOUT_S + 30)
-def test_bundler_selfcheck() -> None:
+def test_bundler_selfcheck(tmp_path_factory: pytest.TempPathFactory) -> None:
     node = shutil.which("node")
     assert node is not None, "Node.js is not installed (the bundler needs `node`)"
     assert (BUNDLER / "node_modules" / "metro").is_dir(), (
@@ -35,8 +35,16 @@ def test_bundler_selfcheck() -> None:
     # ~3 s of the ~11 s, and with fewer the comparison of the RSS of the second fifth of the
     # builds with that of the last fifth rests on a handful of samples.
     # The preview tests' transform cache, kept between sessions and warmed by whichever test
-    # bundles first: cold, the selfcheck takes ~1.5 min on 2 cores; warm, ~10 s.
-    command = [node, str(BUNDLER / "selfcheck.js"), "--cache-dir", str(METRO_CACHE)]
+    # bundles first: cold, the selfcheck takes ~1.5 min on 2 cores; warm, ~10 s. Its workspace
+    # lies at the depth of the workers' (see METRO_CACHE), or none of their entries would hit.
+    command = [
+        node,
+        str(BUNDLER / "selfcheck.js"),
+        "--cache-dir",
+        str(METRO_CACHE),
+        "--tmp-dir",
+        str(bundler_work_dir(tmp_path_factory, "selfcheck")),
+    ]
     try:
         result = subprocess.run(
             command,

@@ -9,7 +9,6 @@ import io
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -32,7 +31,7 @@ from core.temporal import connect_temporal
 from services.previews import layout
 from services.previews.retention import ensure_retention_schedule, retention_schedule_id
 from tests.fixtures.api import register_on
-from tests.fixtures.previews import PreviewApi, alive, slow_app, unique_app
+from tests.fixtures.previews import PreviewApi, alive, bundler_work_dir, slow_app, unique_app
 from tests.fixtures.workers import ThreadWorker
 from tests.helpers import assert_error, libpq_url
 
@@ -230,12 +229,14 @@ def test_deleting_an_empty_project_needs_no_job_queue(
 
 
 @pytest.fixture
-def retention_settings(make_preview_settings: Callable[..., Settings], tmp_path: Path) -> Settings:
+def retention_settings(
+    make_preview_settings: Callable[..., Settings], tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
     """A worker of its own (own task queue) that expires after a day and sweeps orphans at
     once."""
     return make_preview_settings(
         temporal_task_queue_prefix=f"ret-{uuid.uuid4().hex[:8]}-",
-        bundler_work_dir=tmp_path / "bundler",
+        bundler_work_dir=bundler_work_dir(tmp_path_factory),
         build_retention_days=1,
         source_retention_days=1,
         orphan_grace_s=0,
@@ -350,12 +351,12 @@ def test_the_retention_schedule_is_created_once_and_updated(
 
 
 def test_a_starting_cpu_worker_creates_the_schedule_unless_told_not_to(
-    make_preview_settings: Callable[..., Settings], tmp_path: Path
+    make_preview_settings: Callable[..., Settings], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     scheduling, not_scheduling = (
         make_preview_settings(
             temporal_task_queue_prefix=f"sched-{uuid.uuid4().hex[:8]}-",
-            bundler_work_dir=tmp_path / name,
+            bundler_work_dir=bundler_work_dir(tmp_path_factory, name),
             retention_schedule=enabled,
         )
         for name, enabled in (("on", True), ("off", False))

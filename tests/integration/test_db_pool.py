@@ -11,7 +11,6 @@ import uuid
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,7 +28,7 @@ from services.jobs import lifecycle
 from services.jobs.lifecycle import JobLifecycle
 from services.previews import source_service
 from tests.fixtures.api import ApiUser, register_on
-from tests.fixtures.previews import PreviewApi, unique_app, wait_until
+from tests.fixtures.previews import PreviewApi, bundler_work_dir, unique_app, wait_until
 from tests.fixtures.workers import ThreadWorker
 from tests.helpers import PASSWORD, Account
 
@@ -170,7 +169,7 @@ JOINERS = 40
 
 def test_clients_waiting_on_a_build_leave_the_pool_to_everyone_else(
     make_preview_settings: Callable[..., Settings],
-    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """40 clients join one build with `?wait=60` on a pool of 5 connections that answers 503
@@ -179,7 +178,7 @@ def test_clients_waiting_on_a_build_leave_the_pool_to_everyone_else(
     cancels the build, a worker starts and ends it, and every joiner gets that answer."""
     settings = make_preview_settings(
         temporal_task_queue_prefix=f"pool-{uuid.uuid4().hex[:8]}-",  # no worker here yet
-        bundler_work_dir=tmp_path / "bundler",
+        bundler_work_dir=bundler_work_dir(tmp_path_factory),
         db_pool_size=5,
         db_max_overflow=0,
         db_pool_timeout_s=3,

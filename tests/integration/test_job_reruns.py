@@ -22,7 +22,7 @@ from core.config import Settings
 from core.temporal import connect_temporal
 from tests.fixtures.api import register_on
 from tests.fixtures.docs import DocsApi, DocsStack, StubProviders
-from tests.fixtures.previews import PreviewApi, unique_app
+from tests.fixtures.previews import PreviewApi, bundler_work_dir, unique_app
 from tests.fixtures.workers import ThreadWorker
 
 PYTHON = (Path(__file__).parents[1] / "data" / "docs" / "inventory.py").read_text()
@@ -100,13 +100,13 @@ def test_a_failed_build_runs_again_and_a_ready_one_is_answered_without_a_run(
 
 @pytest.mark.timeout(900)
 def test_a_cancelled_build_runs_again(
-    make_preview_settings: Callable[..., Settings], tmp_path: Path
+    make_preview_settings: Callable[..., Settings], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Cancelled while queued (no worker polls its task queue yet), the build is cancelled once
     a worker starts; asked again, it runs as a new run and gets ready."""
     settings = make_preview_settings(
         temporal_task_queue_prefix=f"rerun-{uuid.uuid4().hex[:8]}-",
-        bundler_work_dir=tmp_path / "bundler",
+        bundler_work_dir=bundler_work_dir(tmp_path_factory),
         # A worker of its own starts its Metro cold: room for a busy machine.
         preview_max_timeout_ms=600_000,
     )

@@ -32,7 +32,7 @@ from services.previews import layout
 from services.previews.builder import Builder
 from services.previews.bundler import BUNDLER_ENV_NAMES, BundlerPool
 from services.previews.sources import from_inline
-from tests.fixtures.previews import METRO_CACHE
+from tests.fixtures.previews import METRO_CACHE, bundler_work_dir
 from tests.fixtures.storage import SeaweedFS, storage_settings_for
 
 # In the worker's environment while the bundlers start: none of it may reach them.
@@ -97,7 +97,8 @@ class Rig:
 @pytest.fixture(scope="module")
 def rig(seaweedfs: SeaweedFS, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     """A started bundler pool, spawned while the canaries are in this process's environment."""
-    work_dir = tmp_path_factory.mktemp("hivesync-build-exposure") / "bundler"
+    # At the depth of METRO_CACHE's warm entries (see there).
+    work_dir = bundler_work_dir(tmp_path_factory, "hivesync-build-exposure")
     settings = storage_settings_for(
         seaweedfs, bundler_work_dir=work_dir, bundler_cache_dir=METRO_CACHE, bundler_processes=1
     )

@@ -29,6 +29,7 @@ from tests.fixtures.api import register_on
 from tests.fixtures.previews import (
     PreviewApi,
     alive,
+    bundler_work_dir,
     settings_env,
     slow_app,
     unique_app,
@@ -238,11 +239,15 @@ def test_storage_back_during_the_retries_and_the_build_succeeds(
 
 
 @pytest.fixture
-def own_queue_settings(make_preview_settings: Callable[..., Settings], tmp_path: Path) -> Settings:
+def own_queue_settings(
+    make_preview_settings: Callable[..., Settings],
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Settings:
     """Settings whose task queue no other worker of the session polls."""
     return make_preview_settings(
         temporal_task_queue_prefix=f"kill-{uuid.uuid4().hex[:8]}-",
-        bundler_work_dir=tmp_path / "bundler",
+        bundler_work_dir=bundler_work_dir(tmp_path_factory),
         log_dir=tmp_path / "logs",
     )
 
