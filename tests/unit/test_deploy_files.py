@@ -496,3 +496,13 @@ def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == set(_services())
+
+
+def test_compose_workers_outlive_their_shutdown_grace() -> None:
+    """`docker compose stop` waits longer than a stopping worker lets its activities run."""
+    compose = _compose()
+    grace_s = Settings(_env_file=None).worker_shutdown_grace_s
+    for name in ("worker", "worker-gpu-tasks"):
+        period = compose["services"][name]["stop_grace_period"]
+        assert period.endswith("s"), period
+        assert float(period.removesuffix("s")) > grace_s, name
