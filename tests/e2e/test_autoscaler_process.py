@@ -4,55 +4,31 @@ on SIGTERM; without a cluster and not in dry-run it refuses to start, saying why
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from cli.processes import ManagedProcess, free_port
+from tests.fixtures.autoscaler import autoscaler_env, start_autoscaler
 
 pytestmark = pytest.mark.e2e
-
-
-def _env(tmp_path: Path, **values: str) -> dict[str, str]:
-    """Nothing from the developer's shell (no KUBECONFIG, no .env) but PATH."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),  # no ~/.kube/config there
-        "SECRETS_DIR": str(tmp_path / "no-secrets"),
-        "LOG_TO_FILE": "false",
-        **values,
-    }
 
 
 def test_dry_run_without_a_cluster_serves_its_state_and_stops_on_sigterm(
     tmp_path: Path, temporal_address: str
 ) -> None:
-    port = free_port()
-    env = _env(
+    output = tmp_path / "autoscaler.out"
+    process, base_url = start_autoscaler(
         tmp_path,
+        output,
         TEMPORAL_ADDRESS=temporal_address,
         TEMPORAL_TASK_QUEUE_PREFIX="autoscaler-e2e-",
-        AUTOSCALER_DRY_RUN="true",
-        AUTOSCALER_PORT=str(port),
         AUTOSCALER_MIN_REPLICAS="1",
     )
-    output = tmp_path / "autoscaler.out"
-    process = ManagedProcess(
-        "autoscaler", [sys.executable, "-m", "cli", "autoscaler"], env=env, log_file=output
-    ).start()
     try:
-        process.wait_for_port("127.0.0.1", port, timeout_s=60)
-        base_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{base_url}/health").status_code != 200:
-            assert time.monotonic() < deadline, "no evaluation ran"
-            time.sleep(0.2)
         status = httpx.get(f"{base_url}/status").json()
         assert status["dry_run"] is True
         assert status["cluster"] is False
@@ -83,7 +59,9 @@ def test_dry_run_without_a_cluster_serves_its_state_and_stops_on_sigterm(
 
 
 def test_no_cluster_and_no_dry_run_refuses_to_start(tmp_path: Path) -> None:
-    env = _env(tmp_path, TEMPORAL_ADDRESS="127.0.0.1:1", KUBECONFIG=str(tmp_path / "missing"))
+    env = autoscaler_env(
+        tmp_path, TEMPORAL_ADDRESS="127.0.0.1:1", KUBECONFIG=str(tmp_path / "missing")
+    )
     done = subprocess.run(
         [sys.executable, "-m", "cli", "autoscaler"],
         env=env,

@@ -12,20 +12,18 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from temporalio.client import Client
 
-from cli.processes import ManagedProcess, free_port
 from contracts.jobs import TaskQueue
 from core.config import Settings
 from core.queues import describe_queue
+from tests.fixtures.autoscaler import start_autoscaler
 from tests.fixtures.servers import OwnTemporal, PrivateRedis
 from tests.fixtures.storage import SeaweedFS
 from tests.fixtures.workers import QueuePoller, ThreadWorker, wait_until_polled
@@ -40,32 +38,14 @@ def autoscaler_status_url(
 ) -> Iterator[str]:
     """The real `hivesync autoscaler`, dry-run without a cluster, on the test's queues: its
     /status URL once its first evaluation ran."""
-    port = free_port()
-    env = {name: os.environ[name] for name in ("PATH", "LANG") if name in os.environ}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        HOME=str(tmp_path),  # no ~/.kube/config
-        SECRETS_DIR=str(tmp_path / "no-secrets"),
-        LOG_TO_FILE="false",
+    process, base_url = start_autoscaler(
+        tmp_path,
+        tmp_path / "autoscaler.out",
         TEMPORAL_ADDRESS=temporal_address,
         TEMPORAL_TASK_QUEUE_PREFIX=health_values["temporal_task_queue_prefix"],
-        AUTOSCALER_DRY_RUN="true",
-        AUTOSCALER_PORT=str(port),
         AUTOSCALER_INTERVAL_S="1",
     )
-    process = ManagedProcess(
-        "autoscaler",
-        [sys.executable, "-m", "cli", "autoscaler"],
-        env=env,
-        log_file=tmp_path / "autoscaler.out",
-    ).start()
     try:
-        process.wait_for_port("127.0.0.1", port, timeout_s=60)
-        base_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{base_url}/health").status_code != 200:
-            assert time.monotonic() < deadline, "the autoscaler ran no evaluation"
-            time.sleep(0.2)
         yield f"{base_url}/status"
     finally:
         process.stop()
