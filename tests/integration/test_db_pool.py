@@ -23,12 +23,9 @@ from api.app import create_app
 from api.resources import Resources
 from core.config import Settings
 from core.db import FairAsyncQueuePool
-from core.temporal import start_or_join
-from services.jobs import lifecycle
-from services.jobs.lifecycle import JobLifecycle
-from services.previews import source_service
 from tests.fixtures.api import ApiUser, register_on
 from tests.fixtures.previews import PreviewApi, bundler_work_dir, unique_app, wait_until
+from tests.fixtures.temporal_calls import current_task_id, noting_temporal_calls
 from tests.fixtures.workers import ThreadWorker
 from tests.helpers import PASSWORD, Account
 
@@ -170,7 +167,6 @@ JOINERS = 40
 def test_clients_waiting_on_a_build_leave_the_pool_to_everyone_else(
     make_preview_settings: Callable[..., Settings],
     tmp_path_factory: pytest.TempPathFactory,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """40 clients join one build with `?wait=60` on a pool of 5 connections that answers 503
     after 3 s: the build stays queued (no worker polls its task queue yet), every joiner
@@ -183,20 +179,20 @@ def test_clients_waiting_on_a_build_leave_the_pool_to_everyone_else(
         db_max_overflow=0,
         db_pool_timeout_s=3,
     )
-    # A spy, not a stub: counts the requests that reached the wait, then waits as before.
-    waiting = 0
+    # The requests waiting for the build's result: each reads its workflow's history (seen
+    # by a Temporal client interceptor on the API's real client).
+    readers: set[int] = set()
     lock = threading.Lock()
-    wait = JobLifecycle.wait
 
-    async def counted_wait(self: JobLifecycle[Any, Any], row: Any, timeout_s: float) -> Any:
-        nonlocal waiting
-        with lock:
-            waiting += 1
-        return await wait(self, row, timeout_s)
+    def note(call: str) -> None:
+        if call == "history":
+            with lock:
+                readers.add(current_task_id())
 
-    monkeypatch.setattr(JobLifecycle, "wait", counted_wait)
-
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with (
+        TestClient(create_app(settings), raise_server_exceptions=False) as client,
+        noting_temporal_calls(client.app.state.resources, note),  # type: ignore[attr-defined]
+    ):
         owner = PreviewApi(client, register_on(client))
         other = ApiUser(client, register_on(client))
         other.create_project()
@@ -209,7 +205,7 @@ def test_clients_waiting_on_a_build_leave_the_pool_to_everyone_else(
 
         with ThreadPoolExecutor(max_workers=JOINERS) as pool:
             joins = [pool.submit(owner.build, project_id, files, wait=60) for _ in range(JOINERS)]
-            wait_until(lambda: waiting == JOINERS, 120, f"{JOINERS} clients waiting")
+            wait_until(lambda: len(readers) == JOINERS, 120, f"{JOINERS} clients waiting")
             wait_until(lambda: _checked_out(client) == 0, 30, "the waiters' connections back")
 
             others: list[int] = []
@@ -255,43 +251,45 @@ def _zip(files: dict[str, str]) -> bytes:
 
 @pytest.mark.usefixtures("preview_worker")
 def test_no_connection_is_held_across_parsing_hashing_storage_or_temporal(
-    preview_client: TestClient, monkeypatch: pytest.MonkeyPatch
+    preview_client: TestClient,
 ) -> None:
-    """Spies (each calls the real thing) note how many pooled connections are in use when the
-    API parses and hashes sources, calls storage or calls Temporal. Requests are made one at a
-    time, so any connection in use is held by the request across that call."""
+    """Each call the API makes to storage (botocore's own `before-sign` event, presigning
+    included) and to Temporal (a client interceptor on the API's real client) notes how many
+    pooled connections are in use at that moment. Requests are made one at a time, so any
+    connection in use is held by the request across that call; parsing and hashing an upload
+    come right before its first storage call, which would still see a connection held there."""
     resources: Resources = preview_client.app.state.resources  # type: ignore[attr-defined]
     seen: list[tuple[str, int]] = []
 
-    def spy(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
-        def note() -> None:
-            seen.append((name, int(resources.engine.pool.checkedout())))  # type: ignore[attr-defined]
+    def note(name: str) -> None:
+        seen.append((name, int(resources.engine.pool.checkedout())))  # type: ignore[attr-defined]
 
-        if asyncio.iscoroutinefunction(real):
+    def storage_call(operation_name: str, **_: Any) -> None:
+        note(f"storage.{operation_name}")
 
-            async def spied_async(*args: Any, **kwargs: Any) -> Any:
-                note()
-                return await real(*args, **kwargs)
+    events = resources.storage.client.meta.events
+    events.register("before-sign.s3", storage_call)
+    try:
+        with noting_temporal_calls(resources, lambda call: note(f"temporal.{call}")):
+            _build_in_every_way(preview_client)
+    finally:
+        events.unregister("before-sign.s3", storage_call)
 
-            return spied_async
+    assert {name for name, _ in seen} >= {
+        "storage.HeadObject",
+        "storage.PutObject",
+        "storage.GetObject",
+        "temporal.start",
+        "temporal.describe",
+        "temporal.history",
+    }
+    assert [(name, in_use) for name, in_use in seen if in_use] == []
 
-        def spied(*args: Any, **kwargs: Any) -> Any:
-            note()
-            return real(*args, **kwargs)
 
-        return spied
-
-    for name in ("from_archive", "from_inline"):
-        monkeypatch.setattr(source_service, name, spy(name, getattr(source_service, name)))
-    for name in ("exists", "upload_bytes", "get_bytes", "get_signed_url"):
-        storage_call = getattr(resources.storage, name)
-        monkeypatch.setattr(resources.storage, name, spy(f"storage.{name}", storage_call))
-    monkeypatch.setattr(lifecycle, "start_or_join", spy("temporal.start", start_or_join))
-    handle = JobLifecycle._handle
-    monkeypatch.setattr(
-        JobLifecycle, "_handle", lambda self, row: spy("temporal.handle", handle)(self, row)
-    )
-
+def _build_in_every_way(preview_client: TestClient) -> None:
+    """Upload a zip, build it, poll, join and wait, build the same sources inline (served from
+    storage), list, and read the manifest: every route that parses, hashes, stores or asks
+    Temporal."""
     api = PreviewApi(preview_client, register_on(preview_client))
     project_id = api.create_project()
     files = _text_app()
@@ -314,15 +312,3 @@ def test_no_connection_is_held_across_parsing_hashing_storage_or_temporal(
     assert listed.status_code == 200, listed.text
     manifest = preview_client.get(f"/api/v1/preview/manifest?token={ready.json()['token']}")
     assert manifest.status_code == 200, manifest.text
-
-    assert {name for name, _ in seen} >= {
-        "from_archive",
-        "from_inline",
-        "storage.exists",
-        "storage.upload_bytes",
-        "storage.get_bytes",
-        "storage.get_signed_url",
-        "temporal.start",
-        "temporal.handle",
-    }
-    assert [(name, in_use) for name, in_use in seen if in_use] == []
