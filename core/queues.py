@@ -17,6 +17,11 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+# A worker long-polls for up to about a minute when its queue is empty (an idle, healthy
+# worker's last poll may be ~60 s old, measured), and Temporal lists a poller for minutes after
+# its last poll: one not seen for longer than this is gone.
+LIVE_POLLER_S = 90.0
+
 
 @dataclass(frozen=True)
 class QueueStats:
@@ -31,9 +36,12 @@ class QueueStats:
     dispatch_rate: float  # tasks handed to workers per second
 
     @property
-    def unpolled(self) -> bool:
-        """Nobody takes this queue's tasks: what waits there waits until a worker comes."""
-        return self.pollers == 0
+    def live_pollers(self) -> int:
+        """The pollers, or 0 when even the latest of them has not polled for LIVE_POLLER_S
+        (Temporal keeps listing a stopped worker for minutes)."""
+        if self.last_poll_age_s is None or self.last_poll_age_s > LIVE_POLLER_S:
+            return 0
+        return self.pollers
 
 
 async def describe_queue(

@@ -50,10 +50,6 @@ from core.temporal import connect_temporal
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_S = 3.0
-# A worker's long poll lasts up to about a minute, so an idle, healthy worker's last poll may
-# be that old (measured: up to ~60 s); Temporal keeps listing a stopped worker's pollers for
-# minutes. A poll older than this means the worker is gone.
-POLLER_STALE_S = 90.0
 
 # Words for the usual failures, looked for in the exception chain's messages (which may name
 # hosts and ports, so they are never shown themselves).
@@ -195,7 +191,7 @@ def queue_problem(stats: QueueStats) -> str | None:
     )
     if stats.pollers == 0:
         return "no worker polls it" + waiting
-    if stats.last_poll_age_s is None or stats.last_poll_age_s > POLLER_STALE_S:
+    if stats.live_pollers == 0:  # listed, but silent for longer than LIVE_POLLER_S
         since = "" if stats.last_poll_age_s is None else f" for {stats.last_poll_age_s:.0f} s"
         return f"no worker polled it{since} (its workers are gone)" + waiting
     return None

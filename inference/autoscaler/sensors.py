@@ -29,9 +29,6 @@ from inference.autoscaler.policy import Sensors
 
 log = logging.getLogger("hivesync.autoscaler")
 
-# A worker long-polls for up to about a minute when its queue is empty, and Temporal lists a
-# poller for a few minutes after its last poll: one not seen for longer than this is gone.
-LIVE_POLLER_S = 90.0
 PROMETHEUS_TIMEOUT_S = 5.0
 
 
@@ -49,17 +46,9 @@ class Readings:
         return Sensors(
             backlog=self.gpu_queue.backlog,
             backlog_age_s=self.gpu_queue.backlog_age_s,
-            pollers=live_pollers(self.gpu_queue),
+            pollers=self.gpu_queue.live_pollers,
             gpu_utilization=self.gpu_utilization,
         )
-
-
-def live_pollers(stats: QueueStats) -> int:
-    """The queue's pollers, or 0 when even the latest of them has not polled for a while
-    (Temporal keeps listing a stopped worker for minutes)."""
-    if stats.last_poll_age_s is None or stats.last_poll_age_s > LIVE_POLLER_S:
-        return 0
-    return stats.pollers
 
 
 class QueueSensors:

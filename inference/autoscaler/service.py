@@ -28,7 +28,7 @@ from temporalio.service import RPCError
 from inference.autoscaler.actuator import ActuatorError, PatchOutcome, RayServiceActuator
 from inference.autoscaler.metrics import AutoscalerMetrics
 from inference.autoscaler.policy import Decision, Policy
-from inference.autoscaler.sensors import QueueSensors, Readings, live_pollers
+from inference.autoscaler.sensors import QueueSensors, Readings
 
 log = logging.getLogger("hivesync.autoscaler")
 
@@ -145,7 +145,7 @@ class Autoscaler:
     def _observe(self, readings: Readings) -> None:
         self.readings = readings
         for stats in (readings.gpu_queue, readings.cpu_queue):
-            self.metrics.observe_queue(stats, live_pollers(stats))
+            self.metrics.observe_queue(stats, stats.live_pollers)
         utilization = readings.gpu_utilization
         self.metrics.gpu_utilization.set(float("nan") if utilization is None else utilization)
 
@@ -188,7 +188,7 @@ class Autoscaler:
             else {
                 **asdict(readings.sensors),
                 "queues": {
-                    stats.name: {**asdict(stats), "live_pollers": live_pollers(stats)}
+                    stats.name: {**asdict(stats), "live_pollers": stats.live_pollers}
                     for stats in (readings.gpu_queue, readings.cpu_queue)
                 },
             },

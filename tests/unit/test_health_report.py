@@ -10,10 +10,9 @@ import pytest
 
 from core.config import Settings
 from core.errors import StorageError
-from core.queues import QueueStats
+from core.queues import LIVE_POLLER_S, QueueStats
 from core.storage import ObjectNotFound
 from services.health import (
-    POLLER_STALE_S,
     CheckResult,
     CheckStatus,
     HealthReport,
@@ -52,7 +51,7 @@ def test_a_queue_nobody_polls() -> None:
 
 def test_pollers_that_stopped_polling_are_gone() -> None:
     """Temporal lists a stopped worker's pollers for minutes after its last poll."""
-    stale = replace(POLLED, last_poll_age_s=POLLER_STALE_S + 30)
+    stale = replace(POLLED, last_poll_age_s=LIVE_POLLER_S + 30)
     assert queue_problem(stale) == "no worker polled it for 120 s (its workers are gone)"
 
 

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.queues import QueueStats
-from inference.autoscaler.sensors import (
-    LIVE_POLLER_S,
-    Readings,
-    live_pollers,
-    utilization_from_answer,
-)
+from core.queues import LIVE_POLLER_S, QueueStats
+from inference.autoscaler.sensors import Readings, utilization_from_answer
 
 
 def stats(name: str, backlog: int, pollers: int, last_poll_age_s: float | None) -> QueueStats:
@@ -26,9 +21,9 @@ def stats(name: str, backlog: int, pollers: int, last_poll_age_s: float | None) 
 
 
 def test_a_poller_not_seen_for_a_while_is_gone() -> None:
-    assert live_pollers(stats("gpu_tasks", 0, 2, 1.0)) == 2
-    assert live_pollers(stats("gpu_tasks", 0, 2, LIVE_POLLER_S + 1)) == 0  # still listed
-    assert live_pollers(stats("gpu_tasks", 0, 0, None)) == 0
+    assert stats("gpu_tasks", 0, 2, 1.0).live_pollers == 2
+    assert stats("gpu_tasks", 0, 2, LIVE_POLLER_S + 1).live_pollers == 0  # still listed
+    assert stats("gpu_tasks", 0, 0, None).live_pollers == 0
 
 
 def test_the_policy_sees_gpu_tasks_only() -> None:
